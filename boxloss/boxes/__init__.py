@@ -1,0 +1,35 @@
+"""Box-regression and classification losses for object detection. Needs torch only.
+
+Formats: `box_convert`, `BOX_FORMATS`. Overlaps: `box_iou(a, b, kind=..., fmt=..., aligned=...)`.
+Losses: `iou_loss`, `giou_loss`, `diou_loss`, `ciou_loss`, `smooth_l1_loss`, `l1_loss`,
+`sigmoid_focal_loss`. Registry: `get_box_loss(name, **kw)`, `available_box_losses()`.
+Formulas, papers and conventions: docs/losses.md.
+"""
+
+from .focal import sigmoid_focal_loss
+from .formats import BOX_FORMATS, box_convert, to_xyxy
+from .iou_losses import IOU_MODES, ciou_loss, diou_loss, giou_loss, iou_loss
+from .overlaps import OVERLAP_KINDS, box_iou
+from .registry import LossModule, SigmoidFocalLoss, available_box_losses, get_box_loss, register_box_loss
+from .smooth_l1 import l1_loss, smooth_l1_loss
+
+__all__ = [
+    "BOX_FORMATS",
+    "IOU_MODES",
+    "OVERLAP_KINDS",
+    "LossModule",
+    "SigmoidFocalLoss",
+    "available_box_losses",
+    "box_convert",
+    "box_iou",
+    "ciou_loss",
+    "diou_loss",
+    "get_box_loss",
+    "giou_loss",
+    "iou_loss",
+    "l1_loss",
+    "register_box_loss",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "to_xyxy",
+]
