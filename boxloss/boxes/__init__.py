@@ -13,6 +13,16 @@ from .overlaps import OVERLAP_KINDS, box_iou
 from .registry import LossModule, SigmoidFocalLoss, available_box_losses, get_box_loss, register_box_loss
 from .smooth_l1 import l1_loss, smooth_l1_loss
 
+# Newer IoU-family losses (docs/losses.md, "Newer IoU-family losses"); importing registry_newer registers them.
+from .alpha_iou import alpha_iou_loss
+from .eiou import eiou_loss, focal_eiou_loss
+from .inner_iou import inner_iou_loss
+from .mpdiou import mpdiou_loss
+from .shape_iou import shape_iou_loss
+from .siou import siou_loss
+from .wise_iou import WIoUv3Loss, wiou_momentum, wiou_v1_loss, wiou_v3_loss
+from . import registry_newer  # noqa: F401  (registers the names above)
+
 __all__ = [
     "BOX_FORMATS",
     "IOU_MODES",
@@ -32,4 +42,16 @@ __all__ = [
     "sigmoid_focal_loss",
     "smooth_l1_loss",
     "to_xyxy",
+    # newer IoU-family losses
+    "WIoUv3Loss",
+    "alpha_iou_loss",
+    "eiou_loss",
+    "focal_eiou_loss",
+    "inner_iou_loss",
+    "mpdiou_loss",
+    "shape_iou_loss",
+    "siou_loss",
+    "wiou_momentum",
+    "wiou_v1_loss",
+    "wiou_v3_loss",
 ]

@@ -1,0 +1,69 @@
+"""Alpha-IoU losses (He, Erfani, Ma, Bailey, Chi, Hua, "Alpha-IoU: A Family of Power Intersection over
+Union Losses for Bounding Box Regression", NeurIPS 2021; arXiv:2110.13675).
+
+The power alpha is applied to IoU and to each penalty term separately:
+
+    base="iou":  1 - IoU^a
+    base="giou": 1 - IoU^a + (|C \\ (B u B_gt)| / |C|)^a
+    base="diou": 1 - IoU^a + (rho^2 / c^2)^a
+    base="ciou": 1 - IoU^a + (rho^2 / c^2)^a + (beta v)^a
+
+with the GIoU/DIoU/CIoU terms of `overlaps.py`. alpha = 1 gives the base loss; alpha > 1 up-weights the
+loss and gradient of high-IoU boxes (the paper's recommendation, and our default, is alpha = 3).
+
+Where the paper's notation leaves room, we follow the authors' released code (Jacobi93/Alpha-IoU,
+`bbox_alpha_iou`): the penalty is raised to alpha as a whole (rho^2/c^2 -> (rho^2/c^2)^a, i.e. the paper's
+rho^{2a}/c^{2a}), and CIoU's trade-off beta = v / (1 - IoU + v) uses the plain IoU (not IoU^a) and is a
+constant in backprop. The reference code adds eps inside each power; we do not, so identical boxes give
+exactly 0, and an alpha < 1 power has gradient 0 (not infinity) where its base is 0.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ._checks import check_choice, check_positive
+from ._geometry import check_number, safe_pow
+from .iou_losses import _finish
+from .overlaps import OVERLAP_KINDS, aligned_overlap, prepare_box_pair
+
+
+def alpha_iou_per_box(p: Tensor, t: Tensor, base: str, alpha: float, eps: float) -> Tensor:
+    """Per-pair alpha-IoU loss of xyxy boxes in the compute dtype."""
+    if base == "ciou":
+        diou, iou = aligned_overlap(p, t, "diou", eps)
+        ciou, _ = aligned_overlap(p, t, "ciou", eps, ciou_alpha="constant")
+        penalties = (iou - diou, diou - ciou)  # rho^2/c^2, beta v (beta detached)
+    else:
+        value, iou = aligned_overlap(p, t, base, eps)
+        penalties = () if base == "iou" else (iou - value,)
+    loss = 1 - safe_pow(iou, alpha)
+    for penalty in penalties:
+        # Each penalty is >= 0 in exact arithmetic; the clamp only removes rounding noise of the difference.
+        loss = loss + safe_pow(penalty.clamp_min(0), alpha)
+    return loss
+
+
+def alpha_iou_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    fmt: str = "xyxy",
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+    avg_factor=None,
+    eps: float = 1e-7,
+    base: str = "iou",
+    alpha: float = 3.0,
+) -> Tensor:
+    """Alpha-IoU loss (He et al., NeurIPS 2021): the power `alpha` applied to the IoU and to each penalty.
+
+    base: "iou" | "giou" | "diou" | "ciou" (formulas in the module docstring; "iou" is 1 - IoU^alpha).
+    alpha: the power, > 0 (default 3, the paper's recommendation); alpha = 1 is exactly the base loss.
+    Other arguments and the return dtype as for `ciou_loss`.
+    """
+    check_positive("eps", eps)
+    check_choice("base", base, OVERLAP_KINDS)
+    check_number("alpha", alpha, low=0.0, low_ok=False)
+    p, t = prepare_box_pair(pred, target, fmt)
+    return _finish(alpha_iou_per_box(p, t, base, alpha, eps), reduction, weight, avg_factor)
