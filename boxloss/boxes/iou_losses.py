@@ -12,6 +12,9 @@ The overlap formulas and numerics are in `overlaps.py`. Common arguments:
     weight:       per box `[...]`, or per coordinate `[..., 4]` (averaged over the 4 coordinates).
     avg_factor:   with reduction="mean", the loss is sum / avg_factor (e.g. the number of positives).
     eps:          lower bound of denominators; identical boxes still give exactly 0.
+    impl:         "auto" | "fused" | "reference", or None for the module default (`fused.set_default_impl`,
+                  "auto"): fused forward+backward kernels (C++ on CPU, Triton on CUDA) where available, else
+                  the eager reference; same values and gradients either way (see `boxloss.boxes.fused`).
 
 Returns float32 (float64 if an input is float64) whatever the input dtype; gradients reach the inputs
 in their own dtype.
@@ -22,6 +25,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._checks import check_choice, check_positive, prepare_weight, reduce_loss
+from .fused import fused_overlap_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 
 IOU_MODES = ("linear", "log", "square")
@@ -50,9 +54,14 @@ def iou_loss(
     weight: Tensor | None = None,
     avg_factor=None,
     eps: float = 1e-7,
+    impl: str | None = None,
 ) -> Tensor:
     """IoU loss. mode="linear": 1 - IoU; "log": -ln(max(IoU, eps)) (UnitBox); "square": 1 - IoU^2."""
     check_choice("mode", mode, IOU_MODES)
+    check_positive("eps", eps)
+    loss = fused_overlap_loss(pred, target, "iou", fmt=fmt, eps=eps, mode=mode, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     _, iou = _overlap_loss(pred, target, "iou", fmt, eps)
     if mode == "linear":
         loss = 1 - iou
@@ -63,14 +72,26 @@ def iou_loss(
     return _finish(loss, reduction, weight, avg_factor)
 
 
-def giou_loss(pred, target, *, fmt="xyxy", reduction="mean", weight=None, avg_factor=None, eps=1e-7) -> Tensor:
+def giou_loss(
+    pred, target, *, fmt="xyxy", reduction="mean", weight=None, avg_factor=None, eps=1e-7, impl=None
+) -> Tensor:
     """GIoU loss 1 - GIoU, in [0, 2]; non-zero gradient for disjoint boxes."""
+    check_positive("eps", eps)
+    loss = fused_overlap_loss(pred, target, "giou", fmt=fmt, eps=eps, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     giou, _ = _overlap_loss(pred, target, "giou", fmt, eps)
     return _finish(1 - giou, reduction, weight, avg_factor)
 
 
-def diou_loss(pred, target, *, fmt="xyxy", reduction="mean", weight=None, avg_factor=None, eps=1e-7) -> Tensor:
+def diou_loss(
+    pred, target, *, fmt="xyxy", reduction="mean", weight=None, avg_factor=None, eps=1e-7, impl=None
+) -> Tensor:
     """DIoU loss 1 - IoU + rho^2/c^2, in [0, 2); pulls centres together directly."""
+    check_positive("eps", eps)
+    loss = fused_overlap_loss(pred, target, "diou", fmt=fmt, eps=eps, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     diou, _ = _overlap_loss(pred, target, "diou", fmt, eps)
     return _finish(1 - diou, reduction, weight, avg_factor)
 
@@ -85,12 +106,31 @@ def ciou_loss(
     avg_factor=None,
     eps: float = 1e-7,
     gate_alpha: bool = False,
+    grad_mode: str = "exact",
+    impl: str | None = None,
 ) -> Tensor:
     """CIoU loss 1 - IoU + rho^2/c^2 + alpha * v, in [0, 2.5).
 
     alpha = v / ((1 - IoU) + v) is a constant in backprop, as in the paper's code, torchvision,
     mmdetection and ultralytics. `gate_alpha=True` sets alpha = 0 where IoU < 0.5 (the journal version,
     Zheng et al., "Enhancing Geometric Factors...", IEEE TCYB 2021; mmdetection's CIoULoss).
+
+    `grad_mode` (fused path): "exact" (default) is the true derivative of v through atan(w/h); "paper" is
+    the DIoU paper's choice (Zheng et al. 2020, after eq. 12) of dropping the factor 1/(w^2+h^2) from
+    dv/dw and dv/dh, which bounds the step for boxes with w, h << 1. Values are identical in both modes;
+    only the gradient differs. The reference path implements "exact" only and raises for "paper".
     """
+    check_positive("eps", eps)
+    loss = fused_overlap_loss(
+        pred, target, "ciou", fmt=fmt, eps=eps, alpha_mode="gated" if gate_alpha else "constant",
+        grad_mode=grad_mode, impl=impl,
+    )
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
+    if grad_mode == "paper":
+        raise ValueError(
+            'grad_mode="paper" needs the fused path; it is not available with impl="reference", '
+            "under torch.compile, or where no fused kernel applies"
+        )
     ciou, _ = _overlap_loss(pred, target, "ciou", fmt, eps, ciou_alpha="gated" if gate_alpha else "constant")
     return _finish(1 - ciou, reduction, weight, avg_factor)

@@ -1,0 +1,127 @@
+"""Build, cache and call the fused CPU kernels (C++ with OpenMP, no torch headers, loaded with ctypes).
+
+The library is compiled on first use with the C++ compiler in `$CXX` (default `c++`) and cached under the
+torch extensions directory (`$TORCH_EXTENSIONS_DIR`, default `~/.cache/torch_extensions`) in a folder
+named after a hash of the source, the flags and the CPU, so later processes load it in milliseconds.
+A first build takes about 2-4 s. If there is no compiler or the build fails, `library()` returns None,
+warns once, and every loss falls back to the reference (eager torch) path.
+
+`BOXLOSS_CPU_KERNELS=0` in the environment disables the library (the reference path is used).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+
+from ._cpu_source import CPU_SOURCE
+
+_LOCK = threading.Lock()
+_LIB = None
+_TRIED = False
+_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"]
+_NATIVE = ["-march=native"]
+_VOID_P, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+
+
+def _cpu_fingerprint() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.machine() + platform.processor()
+
+
+def _build_dir() -> str:
+    # Same root as torch.utils.cpp_extension.get_default_build_root(), without importing that module
+    # (it probes for CUDA and logs a warning on CPU-only machines).
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch_extensions"
+    )
+    return os.path.join(os.path.realpath(root), "boxloss_cpu")
+
+
+def _compile(cxx: str, target: str, flags: list[str]) -> None:
+    """Compile CPU_SOURCE into `target` atomically (concurrent processes may race; the last rename wins)."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
+        src = os.path.join(tmp, "boxloss_cpu.cpp")
+        with open(src, "w") as f:
+            f.write(CPU_SOURCE)
+        out = os.path.join(tmp, "libboxloss_cpu.so")
+        subprocess.run([cxx, *flags, src, "-o", out], check=True, capture_output=True, text=True, timeout=300)
+        os.replace(out, target)
+
+
+def _load(path: str):
+    lib = ctypes.CDLL(path)
+    lib.bl_version.restype = _INT
+    lib.bl_overlap_fwd.argtypes = [_INT, _INT, _INT, _INT, _DBL, _I64, _VOID_P, _VOID_P, _VOID_P, _INT]
+    lib.bl_overlap_fwd.restype = _INT
+    lib.bl_overlap_bwd.argtypes = [
+        _INT, _INT, _INT, _INT, _INT, _DBL, _I64, _VOID_P, _VOID_P, _VOID_P, _I64, _VOID_P, _VOID_P, _INT
+    ]
+    lib.bl_overlap_bwd.restype = _INT
+    lib.bl_simulate.argtypes = [_INT, _INT, _INT, _DBL, _I64, _VOID_P, _VOID_P, _INT, _VOID_P, _VOID_P, _INT]
+    lib.bl_simulate.restype = _INT
+    return lib
+
+
+def build(force: bool = False):
+    """Compile (if not cached) and load the library; return the ctypes handle. Raises on failure."""
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set $CXX)")
+    errors = []
+    for flags in (_FLAGS + _NATIVE, _FLAGS):
+        key = hashlib.sha256("\n".join([CPU_SOURCE, cxx, " ".join(flags), _cpu_fingerprint()]).encode()).hexdigest()
+        target = os.path.join(_build_dir(), key[:16], "libboxloss_cpu.so")
+        try:
+            if force or not os.path.exists(target):
+                _compile(cxx, target, flags)
+            return _load(target)
+        except (OSError, subprocess.SubprocessError) as e:
+            detail = getattr(e, "stderr", "") or ""
+            errors.append(f"{' '.join(flags)}: {e} {detail[-2000:]}")
+    raise RuntimeError("building the boxloss CPU kernels failed:\n" + "\n".join(errors))
+
+
+def library():
+    """The loaded kernel library, or None (no compiler, build failed, or BOXLOSS_CPU_KERNELS=0)."""
+    global _LIB, _TRIED
+    if _TRIED:
+        return _LIB
+    with _LOCK:
+        if _TRIED:
+            return _LIB
+        if os.environ.get("BOXLOSS_CPU_KERNELS", "1") == "0":
+            _LIB = None
+        else:
+            try:
+                _LIB = build()
+            except Exception as e:  # noqa: BLE001 -- any failure means: use the reference path
+                warnings.warn(
+                    f"boxloss: fused CPU kernels unavailable, using the reference (eager torch) path. {e}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                _LIB = None
+        _TRIED = True
+    return _LIB
+
+
+def _reset_for_tests(lib=None, tried: bool = False) -> None:
+    """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
+    global _LIB, _TRIED
+    _LIB, _TRIED = lib, tried
