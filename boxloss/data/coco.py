@@ -9,23 +9,13 @@ import numpy as np
 import torch
 from pycocotools.coco import COCO
 
+from ..boxes import box_convert
 from .check import check_coco_annotations
 from .image_io import read_image
 from .letterbox import letterbox_params
 from .transforms import INDEX_FIELD
 
 logger = logging.getLogger(__name__)
-
-
-def _coco_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """COCO [x, y, w, h] -> [x1, y1, x2, y2] at the json/augmentation boundary.
-
-    Private on purpose: box format math lives in ``boxloss.boxes``; this is the one conversion the
-    data pipeline needs, on numpy arrays, before any tensor exists.
-    """
-    out = boxes.astype(np.float32, copy=True)
-    out[:, 2:] += out[:, :2]
-    return out
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -121,14 +111,14 @@ class CocoDetection(torch.utils.data.Dataset):
             kept = np.asarray(out[INDEX_FIELD], dtype=np.int64).reshape(-1)
             boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
             labels, ann_ids = labels[kept], ann_ids[kept]
-        xyxy = _coco_to_xyxy(boxes)
-        big = (xyxy[:, 2] - xyxy[:, 0] >= self.min_box_size) & (xyxy[:, 3] - xyxy[:, 1] >= self.min_box_size)
-        xyxy, labels, ann_ids = xyxy[big], labels[big], ann_ids[big]
+        big = (boxes[:, 2] >= self.min_box_size) & (boxes[:, 3] >= self.min_box_size)
+        xyxy = box_convert(torch.from_numpy(np.ascontiguousarray(boxes[big])), "xywh", "xyxy")
+        labels, ann_ids = labels[big], ann_ids[big]
 
         size = image.shape[:2]
         scale, pad = letterbox_params(orig_size, size)
         target = {
-            "boxes": torch.from_numpy(xyxy),
+            "boxes": xyxy,
             "labels": torch.from_numpy(labels),
             "image_id": int(self.ids[index]),
             "ann_ids": torch.from_numpy(ann_ids),

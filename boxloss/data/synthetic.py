@@ -97,6 +97,32 @@ def _place(rng, w, h, placed):
     return x0, y0, bw, bh
 
 
+def visible_objects(owner: np.ndarray, drawn: list):
+    """Ground truth from the label map: the box of each object's visible pixels.
+
+    Args:
+        owner: ``[H, W]`` map of the object on top at each pixel (1-based, 0 = background).
+        drawn: per object, in drawing order, ``(class_index, (x0, y0, x1, y1), pixels)``: the
+            in-image patch it was drawn into and how many of its pixels landed in the image.
+
+    Returns ``(objects, dropped)``: ``(class_index, [x, y, w, h], visible_pixels)`` for each object
+    that kept at least ``MIN_VISIBLE_FRACTION`` of its pixels (and ``MIN_VISIBLE_PIXELS``, 2 px per
+    side), and the number of objects dropped as nearly hidden.
+    """
+    objects, dropped = [], 0
+    for obj, (kind, (ix0, iy0, ix1, iy1), pixels) in enumerate(drawn, start=1):
+        visible = owner[iy0:iy1, ix0:ix1] == obj
+        count = int(visible.sum())
+        cols, rows = np.flatnonzero(visible.any(axis=0)), np.flatnonzero(visible.any(axis=1))
+        if count < max(MIN_VISIBLE_PIXELS, MIN_VISIBLE_FRACTION * pixels) or len(cols) < 2 or len(rows) < 2:
+            dropped += 1
+            continue
+        x, y = ix0 + int(cols[0]), iy0 + int(rows[0])
+        box = [float(x), float(y), float(ix0 + cols[-1] + 1 - x), float(iy0 + rows[-1] + 1 - y)]
+        objects.append((kind, box, count))
+    return objects, dropped
+
+
 def render_image(rng: np.random.Generator, w: int, h: int, noise: tuple[np.ndarray, np.ndarray]):
     """Draw one image; returns (RGB uint8 image, objects, number of objects dropped as hidden).
 
@@ -119,18 +145,7 @@ def render_image(rng: np.random.Generator, w: int, h: int, noise: tuple[np.ndarr
         drawn.append((kind, (ix0, iy0, ix1, iy1), int(m.sum())))
         placed.append((x0, y0, bw, bh))
 
-    objects, dropped = [], 0
-    for obj, (kind, (ix0, iy0, ix1, iy1), pixels) in enumerate(drawn, start=1):
-        visible = owner[iy0:iy1, ix0:ix1] == obj
-        count = int(visible.sum())
-        cols, rows = np.flatnonzero(visible.any(axis=0)), np.flatnonzero(visible.any(axis=1))
-        if count < max(MIN_VISIBLE_PIXELS, MIN_VISIBLE_FRACTION * pixels) or len(cols) < 2 or len(rows) < 2:
-            dropped += 1
-            continue
-        x, y = ix0 + int(cols[0]), iy0 + int(rows[0])
-        box = [float(x), float(y), float(ix0 + cols[-1] + 1 - x), float(iy0 + rows[-1] + 1 - y)]
-        objects.append((kind, box, count))
-
+    objects, dropped = visible_objects(owner, drawn)
     img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.0)))
     plus, minus = noise
     ox, oy = int(rng.integers(0, plus.shape[1] - w + 1)), int(rng.integers(0, plus.shape[0] - h + 1))
