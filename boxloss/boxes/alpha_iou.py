@@ -20,27 +20,39 @@ exactly 0, and an alpha < 1 power has gradient 0 (not infinity) where its base i
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 from ._checks import check_choice, check_positive
-from ._geometry import check_number, safe_pow
+from ._geometry import box_parts, check_number, safe_pow
 from .iou_losses import _finish
 from .overlaps import OVERLAP_KINDS, aligned_overlap, prepare_box_pair
+
+_FOUR_OVER_PI_SQ = 4.0 / math.pi**2
 
 
 def alpha_iou_per_box(p: Tensor, t: Tensor, base: str, alpha: float, eps: float) -> Tensor:
     """Per-pair alpha-IoU loss of xyxy boxes in the compute dtype."""
-    if base == "ciou":
-        diou, iou = aligned_overlap(p, t, "diou", eps)
-        ciou, _ = aligned_overlap(p, t, "ciou", eps, ciou_alpha="constant")
-        penalties = (iou - diou, diou - ciou)  # rho^2/c^2, beta v (beta detached)
-    else:
-        value, iou = aligned_overlap(p, t, base, eps)
-        penalties = () if base == "iou" else (iou - value,)
+    value, iou = aligned_overlap(p, t, "giou" if base == "giou" else "iou", eps)
     loss = 1 - safe_pow(iou, alpha)
-    for penalty in penalties:
-        # Each penalty is >= 0 in exact arithmetic; the clamp only removes rounding noise of the difference.
-        loss = loss + safe_pow(penalty.clamp_min(0), alpha)
+    if base == "giou":
+        # |C \ U| / |C| = IoU - GIoU; >= 0 exactly, the clamp only removes rounding noise. (Computed
+        # directly it would be (|C| - |U|) / |C|, a difference just as prone to cancellation.)
+        loss = loss + safe_pow((iou - value).clamp_min(0), alpha)
+    elif base in ("diou", "ciou"):
+        # The penalties are computed directly, not as IoU - DIoU and DIoU - CIoU: those differences carry
+        # an absolute rounding error of ~1 ulp of 1, which a power alpha < 1 would blow up (1e-7 -> 3e-4
+        # for alpha = 0.5). Same formulas and eps placement as `overlaps.aligned_overlap`.
+        g = box_parts(p, t)
+        loss = loss + safe_pow((g.dx * g.dx + g.dy * g.dy) / (g.cw * g.cw + g.ch * g.ch).clamp_min(eps), alpha)
+        if base == "ciou":
+            dv = torch.atan(g.tw / (g.th + eps)) - torch.atan(g.pw / (g.ph + eps))
+            v = _FOUR_OVER_PI_SQ * dv * dv
+            with torch.no_grad():
+                beta = v / (1 - iou + v).clamp_min(eps)  # plain IoU, constant in backprop (authors' code)
+            loss = loss + safe_pow(beta * v, alpha)
     return loss
 
 

@@ -5,7 +5,7 @@ Focusing Mechanism", arXiv:2301.10051, 2023), following the authors' released co
     v3:  L = r * R * L_IoU,  beta = L_IoU* / mean(L_IoU),  r = beta / (delta * a^(beta - delta))
 
 rho is the distance between the box centres, W_g and H_g the size of the smallest box enclosing both;
-`*` marks a value detached from the graph (the authors' `.detach()`). R lies in [1, e). a = 1.9 and
+`*` marks a value detached from the graph (the authors' `.detach()`). R lies in [1, e]. a = 1.9 and
 delta = 3 are the paper's and the code's defaults (the code calls them gamma and delta; the paper calls
 them alpha and delta).
 
@@ -53,7 +53,9 @@ def _wiou_v1_parts(pred: Tensor, target: Tensor, fmt: str, eps: float) -> tuple[
     _, iou = aligned_overlap(p, t, "iou", eps)
     g = box_parts(p, t)
     c2 = (g.cw * g.cw + g.ch * g.ch).clamp_min(eps).detach()
-    return 1 - iou, torch.exp((g.dx * g.dx + g.dy * g.dy) / c2)
+    # rho <= c whenever the target is a valid box (both centres lie in the enclosing box), so the cap at 1
+    # only acts when both boxes are inverted (x2 < x1), where exp would otherwise overflow to inf.
+    return 1 - iou, torch.exp(((g.dx * g.dx + g.dy * g.dy) / c2).clamp_max(1))
 
 
 def _focusing(l_iou: Tensor, iou_mean, alpha: float, delta: float, eps: float) -> Tensor:
