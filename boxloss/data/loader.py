@@ -27,29 +27,35 @@ def collate_detection(batch):
     return out, list(targets)
 
 
-def _base_dataset(dataset):
-    """Unwrap ``Subset``/``ConcatDataset``-style wrappers that keep the inner set in ``.dataset``."""
-    while hasattr(dataset, "dataset") and not hasattr(dataset, "transforms"):
-        dataset = dataset.dataset
-    return dataset
+def _pipelines(dataset):
+    """The albumentations pipelines of ``dataset``, looking inside ``Subset`` and ``ConcatDataset``."""
+    if hasattr(getattr(dataset, "transforms", None), "set_random_seed"):
+        return [dataset.transforms]
+    inner = list(getattr(dataset, "datasets", [])) + ([dataset.dataset] if hasattr(dataset, "dataset") else [])
+    return [p for d in inner for p in _pipelines(d)]
+
+
+def _seed_pipelines(dataset, seed: int) -> None:
+    """Give each pipeline of ``dataset`` its own seed derived from ``seed``."""
+    for k, pipeline in enumerate(_pipelines(dataset)):
+        pipeline.set_random_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
 
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: one OpenCV thread per worker and a distinct seed per worker.
 
-    The seed comes from torch (``base_seed + worker_id``, where the loader's generator draws
-    ``base_seed`` each epoch), and is given to ``random``, ``numpy`` and the dataset's
-    albumentations pipeline, which has its own generator and would otherwise produce the same
-    augmentations in every worker.
+    The seed comes from torch (``base_seed + worker_id``; the loader's generator draws ``base_seed``
+    when the workers start, once with ``build_dataloader``'s persistent workers) and is given to
+    ``random``, ``numpy`` and the dataset's albumentations pipelines, which have their own
+    generators and would otherwise produce the same augmentations in every worker.
     """
     cv2.setNumThreads(0)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
     info = torch.utils.data.get_worker_info()
-    transforms = getattr(_base_dataset(info.dataset), "transforms", None) if info else None
-    if hasattr(transforms, "set_random_seed"):
-        transforms.set_random_seed(seed)
+    if info is not None:
+        _seed_pipelines(info.dataset, seed)
 
 
 def build_dataloader(
@@ -85,9 +91,8 @@ def build_dataloader(
         seed += torch.distributed.get_rank()
     generator = torch.Generator()
     generator.manual_seed(seed)
-    transforms = getattr(_base_dataset(dataset), "transforms", None)
-    if num_workers == 0 and hasattr(transforms, "set_random_seed"):
-        transforms.set_random_seed(seed)  # same role as seed_worker in the main process
+    if num_workers == 0:
+        _seed_pipelines(dataset, seed)  # what seed_worker does in workers
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -3,7 +3,7 @@
 import albumentations as A
 import cv2
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Subset
 
 from boxloss.data import (
     PAD_VALUE,
@@ -53,6 +53,12 @@ def test_workers_get_distinct_reproducible_augmentation_seeds():
     assert draws != _draws(build_dataloader(dataset, batch_size=1, num_workers=2, seed=1))
     threads = [t["threads"] for _, ts in build_dataloader(dataset, batch_size=4, num_workers=2) for t in ts]
     assert threads == [1] * len(dataset)  # cv2.setNumThreads(0) in workers
+
+
+def test_pipelines_inside_subset_and_concat_are_reseeded():
+    dataset = ConcatDataset([Subset(_Draws(), [0, 1, 2, 3]), _Draws(4)])
+    draws = _draws(build_dataloader(dataset, batch_size=1, num_workers=2, seed=0))
+    assert len(draws) == 8 and len(set(draws)) == 8
 
 
 def test_main_process_loading_is_seeded_too():
