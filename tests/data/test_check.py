@@ -241,3 +241,26 @@ def test_report_text():
     assert "boxes per class:" in text and "      7  cat " in text and "      3  dog " in text
     assert "box size sqrt(w*h) in pixels" in text and "aspect ratio w:h:" in text
     assert "box partly outside the image -> clipped to the image" in text
+
+
+def test_shifted_ids_make_cocoeval_count_perfect_detections_as_perfect():
+    """With a ground-truth id of 0, pycocotools scores perfect detections at AP 0.25 here, not 1."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    data = minimal_coco()
+    for i, ann in enumerate(data["annotations"]):
+        ann["id"] = i
+    gt = COCO()
+    gt.dataset = check_coco_annotations(data).clean
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dets = gt.loadRes([dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0) for a in data["annotations"]])
+        evaluator = COCOeval(gt, dets, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    assert evaluator.stats[0] == pytest.approx(1.0)
