@@ -21,7 +21,9 @@ from boxloss.data import CocoDetection, build_dataloader, build_train_transforms
 
 
 def bench(dataset, batch: int, workers: int, batches: int, warmup: int) -> float:
-    loader = build_dataloader(dataset, batch_size=batch, shuffle=True, num_workers=workers, seed=0, drop_last=True)
+    loader = build_dataloader(
+        dataset, batch_size=batch, shuffle=True, num_workers=workers, seed=0, drop_last=True
+    )
     needed = warmup + batches
     images, start, done = 0, None, 0
     while done < needed:  # loop over epochs if the dataset is small
@@ -39,7 +41,9 @@ def bench(dataset, batch: int, workers: int, batches: int, warmup: int) -> float
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ann", help="COCO json (default: a generated synthetic set)")
     parser.add_argument("--images", help="image folder for --ann")
     parser.add_argument("--images-count", type=int, default=512, help="synthetic images to generate")
@@ -50,8 +54,11 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args(argv)
 
-    print(f"python {platform.python_version()}, torch {torch.__version__}, albumentations {albumentations.__version__}, "
-          f"opencv {cv2.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"albumentations {albumentations.__version__}, opencv {cv2.__version__}, "
+        f"{platform.machine()}, {torch.get_num_threads()} torch threads"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if args.ann:
             ann, image_dir = args.ann, args.images

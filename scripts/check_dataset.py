@@ -16,10 +16,14 @@ MAX_PRINTED = 50
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ann", required=True, help="COCO annotation json")
     parser.add_argument("--images", help="image folder the json's file_name entries are relative to")
-    parser.add_argument("--verify-images", action="store_true", help="decode every image and check its size (slow)")
+    parser.add_argument(
+        "--verify-images", action="store_true", help="decode every image and check its size (slow)"
+    )
     parser.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation when decoding")
     args = parser.parse_args(argv)
     if args.verify_images and not args.images:

@@ -13,7 +13,9 @@ from boxloss.data import make_synthetic_dataset
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--train", type=int, default=2000, help="number of training images")
     parser.add_argument("--val", type=int, default=500, help="number of validation images")
@@ -24,7 +26,9 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     try:
-        summary = make_synthetic_dataset(args.out, args.train, args.val, args.size, args.seed, workers=args.workers)
+        summary = make_synthetic_dataset(
+            args.out, args.train, args.val, args.size, args.seed, workers=args.workers
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -48,10 +48,13 @@ def load_json(path) -> dict:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(
-            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). Fix the file or re-export it."
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). "
+            "Fix the file or re-export it."
         ) from None
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?") from None
+        raise DatasetError(
+            f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?"
+        ) from None
 
 
 class _Errors:
@@ -79,9 +82,17 @@ def _check_ids(errors: _Errors, section: str, items: list) -> dict:
     seen = {}
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            errors.add(f"{section}[{i}]", f"expected an object, got {type(item).__name__}", "Fix or remove this entry")
+            errors.add(
+                f"{section}[{i}]",
+                f"expected an object, got {type(item).__name__}",
+                "Fix or remove this entry",
+            )
         elif not _is_int(item.get("id")):
-            errors.add(f"{section}[{i}].id", f"expected an integer id, got {item.get('id')!r}", "Give every entry an integer id")
+            errors.add(
+                f"{section}[{i}].id",
+                f"expected an integer id, got {item.get('id')!r}",
+                "Give every entry an integer id",
+            )
         elif item["id"] in seen:
             errors.add(
                 f"{section}[{i}].id",
@@ -95,29 +106,52 @@ def _check_ids(errors: _Errors, section: str, items: list) -> dict:
 
 def _check_structure(data, errors: _Errors) -> None:
     if not isinstance(data, dict):
-        errors.add("top level", f"expected a JSON object, got {type(data).__name__}", "Is this a COCO annotation file?")
+        errors.add(
+            "top level",
+            f"expected a JSON object, got {type(data).__name__}",
+            "Is this a COCO annotation file?",
+        )
         errors.raise_if_any()
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            errors.add(key, f"missing '{key}' list", "A COCO detection file needs 'images', 'annotations' and 'categories' (an empty list is fine)")
+            errors.add(
+                key,
+                f"missing '{key}' list",
+                "A COCO detection file needs 'images', 'annotations' and 'categories' "
+                "(an empty list is fine)",
+            )
         elif not isinstance(data[key], list):
-            errors.add(key, f"expected a list, got {type(data[key]).__name__}", "Fix the file's top-level structure")
+            errors.add(
+                key, f"expected a list, got {type(data[key]).__name__}", "Fix the file's top-level structure"
+            )
     errors.raise_if_any()
 
     cat_ids = _check_ids(errors, "categories", data["categories"])
     for i, cat in enumerate(data["categories"]):
         if isinstance(cat, dict) and not isinstance(cat.get("name"), str):
-            errors.add(f"{_where('categories', i, cat)}.name", f"expected a string, got {cat.get('name')!r}", "Give every category a name")
+            errors.add(
+                f"{_where('categories', i, cat)}.name",
+                f"expected a string, got {cat.get('name')!r}",
+                "Give every category a name",
+            )
     image_ids = _check_ids(errors, "images", data["images"])
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict):
             continue
         where = _where("images", i, img)
         if not isinstance(img.get("file_name"), str) or not img.get("file_name"):
-            errors.add(f"{where}.file_name", f"expected a file name, got {img.get('file_name')!r}", "Give every image its file name")
+            errors.add(
+                f"{where}.file_name",
+                f"expected a file name, got {img.get('file_name')!r}",
+                "Give every image its file name",
+            )
         for key in ("width", "height"):
             if not (_is_int(img.get(key)) and img[key] > 0):
-                errors.add(f"{where}.{key}", f"expected a positive integer, got {img.get(key)!r}", "Write the image's pixel size into the json")
+                errors.add(
+                    f"{where}.{key}",
+                    f"expected a positive integer, got {img.get(key)!r}",
+                    "Write the image's pixel size into the json",
+                )
     _check_ids(errors, "annotations", data["annotations"])
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
@@ -125,11 +159,23 @@ def _check_structure(data, errors: _Errors) -> None:
         where = _where("annotations", i, ann)
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            errors.add(f"{where}.bbox", f"expected 4 finite numbers [x, y, width, height], got {bbox!r}", "Fix or remove this annotation")
+            errors.add(
+                f"{where}.bbox",
+                f"expected 4 finite numbers [x, y, width, height], got {bbox!r}",
+                "Fix or remove this annotation",
+            )
         if not _is_int(ann.get("image_id")) or ann["image_id"] not in image_ids:
-            errors.add(f"{where}.image_id", f"no image with id {ann.get('image_id')!r}", "Add the image to 'images' or remove the annotation")
+            errors.add(
+                f"{where}.image_id",
+                f"no image with id {ann.get('image_id')!r}",
+                "Add the image to 'images' or remove the annotation",
+            )
         if not _is_int(ann.get("category_id")) or ann["category_id"] not in cat_ids:
-            errors.add(f"{where}.category_id", f"no category with id {ann.get('category_id')!r}", "Add the category to 'categories' or remove the annotation")
+            errors.add(
+                f"{where}.category_id",
+                f"no category with id {ann.get('category_id')!r}",
+                "Add the category to 'categories' or remove the annotation",
+            )
         if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
             errors.add(f"{where}.iscrowd", f"expected 0 or 1, got {ann['iscrowd']!r}", "Fix this annotation")
     errors.raise_if_any()
@@ -182,7 +228,11 @@ def _check_files(data: dict, image_dir, errors: _Errors, verify_images: bool, ap
     for i, img in enumerate(data["images"]):
         path = os.path.join(image_dir, img["file_name"])
         if not os.path.isfile(path):
-            errors.add(f"{_where('images', i, img)}.file_name", f"{img['file_name']!r} not found in {image_dir}", "Fix the path or point to the right image directory")
+            errors.add(
+                f"{_where('images', i, img)}.file_name",
+                f"{img['file_name']!r} not found in {image_dir}",
+                "Fix the path or point to the right image directory",
+            )
         elif verify_images:
             try:
                 read_image(path, (img["height"], img["width"]), apply_exif=apply_exif)
@@ -191,7 +241,9 @@ def _check_files(data: dict, image_dir, errors: _Errors, verify_images: bool, ap
     errors.raise_if_any()
 
 
-def check_coco_annotations(ann, image_dir=None, *, verify_images: bool = False, apply_exif: bool = True) -> DatasetReport:
+def check_coco_annotations(
+    ann, image_dir=None, *, verify_images: bool = False, apply_exif: bool = True
+) -> DatasetReport:
     """Validate and clean a COCO detection annotation file; return a ``DatasetReport``.
 
     Args:

@@ -57,12 +57,16 @@ class CocoDetection(torch.utils.data.Dataset):
         report: the ``DatasetReport``.
     """
 
-    def __init__(self, ann_file, image_dir, transforms=None, *, apply_exif=True, min_box_size=1.0, verify_images=False):
+    def __init__(
+        self, ann_file, image_dir, transforms=None, *, apply_exif=True, min_box_size=1.0, verify_images=False
+    ):
         self.image_dir = os.fspath(image_dir)
         self.transforms = transforms
         self.apply_exif = apply_exif
         self.min_box_size = float(min_box_size)
-        self.report = check_coco_annotations(ann_file, image_dir, verify_images=verify_images, apply_exif=apply_exif)
+        self.report = check_coco_annotations(
+            ann_file, image_dir, verify_images=verify_images, apply_exif=apply_exif
+        )
         log = logger.warning if self.report.num_skipped or self.report.fixes["clipped"] else logger.info
         log("%s (dataset.report.format() has details)", self.report.summary())
 
@@ -101,7 +105,9 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         orig_size = tuple(int(v) for v in self._sizes[index])
-        image = read_image(os.path.join(self.image_dir, str(self._files[index])), orig_size, apply_exif=self.apply_exif)
+        image = read_image(
+            os.path.join(self.image_dir, str(self._files[index])), orig_size, apply_exif=self.apply_exif
+        )
         start, end = self._offsets[index], self._offsets[index + 1]
         boxes, labels, ann_ids = self._boxes[start:end], self._labels[start:end], self._ann_ids[start:end]
         num_in = len(boxes)

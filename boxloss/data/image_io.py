@@ -25,25 +25,27 @@ def read_image(path, expected_size=None, *, apply_exif: bool = True) -> np.ndarr
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise DatasetError(f"{path}: image file not found. Check the image directory and the json's file_name.")
+        raise DatasetError(
+            f"{path}: image file not found. Check the image directory and the json's file_name."
+        )
     flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imread(path, flags)
     if image is None:
-        raise DatasetError(f"{path}: OpenCV cannot decode this file (corrupt, truncated or not an image). Replace or remove it.")
+        raise DatasetError(
+            f"{path}: OpenCV cannot decode this file (corrupt, truncated or not an image). "
+            "Replace or remove it."
+        )
     if expected_size is not None:
         eh, ew = (int(v) for v in expected_size)
         h, w = image.shape[:2]
         if (h, w) != (eh, ew):
             message = f"{path}: image is {w}x{h} (width x height) but the annotation file says {ew}x{eh}."
             if (h, w) == (ew, eh):
-                message += (
-                    " Width and height are swapped: the file probably carries an EXIF rotation."
-                    + (
-                        " If the boxes were drawn on the stored (unrotated) pixels, load with apply_exif=False;"
-                        " otherwise re-export the images auto-oriented."
-                        if apply_exif
-                        else " If the boxes were drawn on the rotated view, load with apply_exif=True."
-                    )
+                message += " Width and height are swapped: the file probably carries an EXIF rotation." + (
+                    " If the boxes were drawn on the stored (unrotated) pixels, load with apply_exif=False;"
+                    " otherwise re-export the images auto-oriented."
+                    if apply_exif
+                    else " If the boxes were drawn on the rotated view, load with apply_exif=True."
                 )
             else:
                 message += " Fix width/height in the json or replace the image."

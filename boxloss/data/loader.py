@@ -31,7 +31,9 @@ def _pipelines(dataset):
     """The albumentations pipelines of ``dataset``, looking inside ``Subset`` and ``ConcatDataset``."""
     if hasattr(getattr(dataset, "transforms", None), "set_random_seed"):
         return [dataset.transforms]
-    inner = list(getattr(dataset, "datasets", [])) + ([dataset.dataset] if hasattr(dataset, "dataset") else [])
+    inner = list(getattr(dataset, "datasets", [])) + (
+        [dataset.dataset] if hasattr(dataset, "dataset") else []
+    )
     return [p for d in inner for p in _pipelines(d)]
 
 

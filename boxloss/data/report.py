@@ -20,7 +20,17 @@ SKIP_REASONS = ("outside", "nonpositive_size")
 SIZE_EDGES = (0, 8, 16, 32, 64, 96, 128, 256, 512)
 # w / h bins, symmetric around 1 in log space.
 ASPECT_EDGES = (1 / 8, 1 / 4, 1 / 2, 3 / 4, 4 / 3, 2, 4, 8)
-ASPECT_LABELS = ("< 1:8", "1:8-1:4", "1:4-1:2", "1:2-3:4", "3:4-4:3", "4:3-2:1", "2:1-4:1", "4:1-8:1", "> 8:1")
+ASPECT_LABELS = (
+    "< 1:8",
+    "1:8-1:4",
+    "1:4-1:2",
+    "1:2-3:4",
+    "3:4-4:3",
+    "4:3-2:1",
+    "2:1-4:1",
+    "4:1-8:1",
+    "> 8:1",
+)
 
 
 @dataclass
@@ -72,7 +82,9 @@ class DatasetReport:
             side = np.sqrt(wh[:, 0] * wh[:, 1])
             small, large = int((side < 32).sum()), int((side > 96).sum())
             lines += ["", f"box size sqrt(w*h) in pixels (COCO small < 32: {small}, large > 96: {large}):"]
-            labels = [f"[{a}, {b})" for a, b in zip(SIZE_EDGES[:-1], SIZE_EDGES[1:])] + [f">= {SIZE_EDGES[-1]}"]
+            labels = [f"[{a}, {b})" for a, b in zip(SIZE_EDGES[:-1], SIZE_EDGES[1:])] + [
+                f">= {SIZE_EDGES[-1]}"
+            ]
             lines += _histogram(side, SIZE_EDGES[1:], labels)
             lines += ["", "aspect ratio w:h:"]
             lines += _histogram(wh[:, 0] / wh[:, 1], ASPECT_EDGES, ASPECT_LABELS)

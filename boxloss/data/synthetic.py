@@ -165,7 +165,9 @@ def _make_one(job):
     rng = np.random.default_rng([seed, _SPLITS[split], index])
     w, h = _image_size(rng, size)
     img, objects, dropped = render_image(rng, w, h, _noise_bank_cached(size, seed))
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
     if not ok:
         raise RuntimeError(f"OpenCV could not encode synthetic image {split}/{index}")
     Path(out_dir, "images", split, f"{index:06d}.jpg").write_bytes(buf.tobytes())
@@ -186,7 +188,9 @@ def _coco_json(split: str, results, size: int, seed: int) -> dict:
     images, annotations = [], []
     for index, (w, h, objects, _) in enumerate(results):
         image_id = index + 1
-        images.append({"id": image_id, "file_name": f"{split}/{index:06d}.jpg", "width": w, "height": h, "license": 1})
+        images.append(
+            {"id": image_id, "file_name": f"{split}/{index:06d}.jpg", "width": w, "height": h, "license": 1}
+        )
         for kind, box, pixels in objects:
             annotations.append(
                 {
@@ -205,7 +209,9 @@ def _coco_json(split: str, results, size: int, seed: int) -> dict:
             "contributor": "boxloss.data.make_synthetic_dataset",
             "generator": {"size": size, "seed": seed, "jpeg_quality": JPEG_QUALITY},
         },
-        "licenses": [{"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
+        "licenses": [
+            {"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}
+        ],
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_NAMES)],

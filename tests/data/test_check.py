@@ -50,7 +50,15 @@ def test_missing_top_level_list(tmp_path, key):
 
 @pytest.mark.parametrize(
     "bbox",
-    [[1, 2, 3], [1, 2, 3, float("nan")], [1, 2, 3, float("inf")], [1, 2, "3", 4], [1, 2, True, 4], None, "1 2 3 4"],
+    [
+        [1, 2, 3],
+        [1, 2, 3, float("nan")],
+        [1, 2, 3, float("inf")],
+        [1, 2, "3", 4],
+        [1, 2, True, 4],
+        None,
+        "1 2 3 4",
+    ],
 )
 def test_bbox_not_four_finite_numbers(tmp_path, bbox):
     data = minimal_coco()
@@ -258,7 +266,12 @@ def test_shifted_ids_make_cocoeval_count_perfect_detections_as_perfect():
     gt.dataset = check_coco_annotations(data).clean
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
-        dets = gt.loadRes([dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0) for a in data["annotations"]])
+        dets = gt.loadRes(
+            [
+                dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0)
+                for a in data["annotations"]
+            ]
+        )
         evaluator = COCOeval(gt, dets, "bbox")
         evaluator.evaluate()
         evaluator.accumulate()

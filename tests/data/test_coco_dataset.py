@@ -60,7 +60,9 @@ def test_train_round_trip_keeps_boxes_valid_and_aligned(synthetic_dir):
 
 def test_train_transforms_are_seeded(synthetic_dir):
     def draw(seed):
-        dataset = CocoDetection(synthetic_dir / "train.json", synthetic_dir / "images", build_train_transforms(96, seed=seed))
+        dataset = CocoDetection(
+            synthetic_dir / "train.json", synthetic_dir / "images", build_train_transforms(96, seed=seed)
+        )
         return [dataset[i] for i in range(3)]
 
     a, b, c = draw(1), draw(1), draw(2)
@@ -81,7 +83,9 @@ def test_without_transforms_image_is_the_file(synthetic_dir):
 def test_category_mapping_crowd_and_empty_images(tmp_path):
     data = minimal_coco()
     data["categories"].append({"id": 42, "name": "bird"})
-    data["annotations"].append({"id": 9, "image_id": 2, "category_id": 42, "bbox": [5, 5, 9, 9], "area": 81, "iscrowd": 1})
+    data["annotations"].append(
+        {"id": 9, "image_id": 2, "category_id": 42, "bbox": [5, 5, 9, 9], "area": 81, "iscrowd": 1}
+    )
     data["images"].append({"id": 5, "file_name": "c.png", "width": 40, "height": 30})
     dataset = CocoDetection(write_coco(tmp_path, data), tmp_path, build_val_transforms(64))
     assert dataset.category_ids == [3, 7, 42] and dataset.class_names == ["dog", "cat", "bird"]
@@ -119,7 +123,9 @@ def test_image_size_must_match_the_json(tmp_path):
     data = minimal_coco()
     path = write_coco(tmp_path, data)
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((31, 40, 3), np.uint8))
-    with pytest.raises(DatasetError, match=r"a.png: image is 40x31 \(width x height\) but the annotation file says 40x30"):
+    with pytest.raises(
+        DatasetError, match=r"a.png: image is 40x31 \(width x height\) but the annotation file says 40x30"
+    ):
         CocoDetection(path, tmp_path)[0]
     with pytest.raises(DatasetError, match="image is 40x31"):  # the checker finds it up front when asked
         CocoDetection(path, tmp_path, verify_images=True)
@@ -136,7 +142,9 @@ def test_exif_rotation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "a.png", format="JPEG", exif=exif)
-    with pytest.raises(DatasetError, match="Width and height are swapped: the file probably carries an EXIF rotation"):
+    with pytest.raises(
+        DatasetError, match="Width and height are swapped: the file probably carries an EXIF rotation"
+    ):
         CocoDetection(path, tmp_path)[0]
     image, _ = CocoDetection(path, tmp_path, apply_exif=False)[0]  # boxes drawn on stored pixels
     assert image.shape == (3, 30, 40)

@@ -19,11 +19,18 @@ def _load(name):
 
 
 def test_check_dataset_prints_the_report(synthetic_dir, capsys):
-    rc = _load("check_dataset").main(["--ann", str(synthetic_dir / "val.json"), "--images", str(synthetic_dir / "images")])
+    rc = _load("check_dataset").main(
+        ["--ann", str(synthetic_dir / "val.json"), "--images", str(synthetic_dir / "images")]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert out.startswith(f"{synthetic_dir / 'val.json'}: 4 images, ")
-    for line in ("boxes per class:", "box size sqrt(w*h) in pixels", "aspect ratio w:h:", "problems fixed: none"):
+    for line in (
+        "boxes per class:",
+        "box size sqrt(w*h) in pixels",
+        "aspect ratio w:h:",
+        "problems fixed: none",
+    ):
         assert line in out
 
 
@@ -43,7 +50,9 @@ def test_check_dataset_structural_error_is_one_clean_line_and_nonzero(tmp_path):
     data["annotations"][1]["image_id"] = 9
     path = write_coco(tmp_path, data, images=False)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "check_dataset.py"), "--ann", str(path)], capture_output=True, text=True
+        [sys.executable, str(SCRIPTS / "check_dataset.py"), "--ann", str(path)],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr == (

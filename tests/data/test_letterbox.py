@@ -28,12 +28,14 @@ def test_unletterbox_by_hand():
     boxes = torch.tensor([[16.0, 96.0, 176.0, 144.0], [-5.0, 70.0, 400.0, 90.0]])
     out = unletterbox_boxes(boxes, (1.6, 1.6), (0.0, 80.0))
     assert torch.allclose(out, torch.tensor([[10.0, 10.0, 110.0, 40.0], [-3.125, -6.25, 250.0, 6.25]]))
-    clipped = unletterbox_boxes(boxes, torch.tensor([1.6, 1.6]), torch.tensor([0.0, 80.0]), orig_size=(100, 200))
+    clipped = unletterbox_boxes(
+        boxes, torch.tensor([1.6, 1.6]), torch.tensor([0.0, 80.0]), orig_size=(100, 200)
+    )
     assert torch.allclose(clipped[1], torch.tensor([0.0, 0.0, 200.0, 6.25]))
     assert unletterbox_boxes(boxes.double(), (1.6, 1.6), (0.0, 80.0)).dtype == torch.float64
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     h=st.integers(8, 400),
     w=st.integers(8, 400),

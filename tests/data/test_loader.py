@@ -38,7 +38,10 @@ class _Draws(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        return torch.zeros(3, 2, 2), {"draw": self.transforms.random_generator.random(), "threads": cv2.getNumThreads()}
+        return torch.zeros(3, 2, 2), {
+            "draw": self.transforms.random_generator.random(),
+            "threads": cv2.getNumThreads(),
+        }
 
 
 def _draws(loader):
@@ -67,7 +70,9 @@ def test_main_process_loading_is_seeded_too():
 
 
 def test_sampler_is_passed_through(synthetic_dir):
-    dataset = CocoDetection(synthetic_dir / "train.json", synthetic_dir / "images", build_train_transforms(64, seed=0))
+    dataset = CocoDetection(
+        synthetic_dir / "train.json", synthetic_dir / "images", build_train_transforms(64, seed=0)
+    )
     sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=0)
     loader = build_dataloader(dataset, batch_size=3, shuffle=True, sampler=sampler)
     assert loader.sampler is sampler

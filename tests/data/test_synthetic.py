@@ -36,15 +36,23 @@ def test_json_is_complete_and_clean(synthetic_dir):
         assert len(data["images"]) == n
         assert all(a["iscrowd"] == 0 and a["area"] > 0 for a in data["annotations"])
         for img in data["images"]:
-            assert img["file_name"].startswith(f"{split}/") and (synthetic_dir / "images" / img["file_name"]).is_file()
-        report = check_coco_annotations(synthetic_dir / f"{split}.json", synthetic_dir / "images", verify_images=True)
+            assert (
+                img["file_name"].startswith(f"{split}/")
+                and (synthetic_dir / "images" / img["file_name"]).is_file()
+            )
+        report = check_coco_annotations(
+            synthetic_dir / f"{split}.json", synthetic_dir / "images", verify_images=True
+        )
         assert not report.fixes and report.num_boxes == len(data["annotations"]) > n
 
 
 def test_pycocotools_scores_ground_truth_as_perfect(synthetic_dir):
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(synthetic_dir / "val.json"))
-        dets = [dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0) for a in gt.anns.values()]
+        dets = [
+            dict(image_id=a["image_id"], category_id=a["category_id"], bbox=a["bbox"], score=1.0)
+            for a in gt.anns.values()
+        ]
         evaluator = COCOeval(gt, gt.loadRes(dets), "bbox")
         evaluator.evaluate()
         evaluator.accumulate()
@@ -72,7 +80,9 @@ def test_rendered_objects_cover_sizes_aspects_and_overlaps():
         dropped += n_dropped
     b = np.concatenate(boxes)
     side, aspect = np.sqrt(b[:, 2] * b[:, 3]), b[:, 2] / b[:, 3]
-    assert (side < 32).mean() > 0.2 and (side > 96).mean() > 0.05 and ((side >= 32) & (side <= 96)).mean() > 0.2
+    assert (
+        (side < 32).mean() > 0.2 and (side > 96).mean() > 0.05 and ((side >= 32) & (side <= 96)).mean() > 0.2
+    )
     assert aspect.min() <= 1 / 3.5 and aspect.max() >= 3.5
     assert overlaps > 30 and dropped > 0
     assert kinds == set(range(len(SHAPE_NAMES)))
@@ -85,9 +95,18 @@ def test_boxes_are_the_visible_extent():
     owner[0:10, 5:15] = 2
     owner[12:16, 20:24] = 3
     owner[11:17, 19:25] = 4
-    drawn = [(0, (0, 0, 10, 10), 100), (1, (5, 0, 15, 10), 100), (2, (20, 12, 24, 16), 16), (3, (19, 11, 25, 17), 36)]
+    drawn = [
+        (0, (0, 0, 10, 10), 100),
+        (1, (5, 0, 15, 10), 100),
+        (2, (20, 12, 24, 16), 16),
+        (3, (19, 11, 25, 17), 36),
+    ]
     objects, dropped = visible_objects(owner, drawn)
-    assert objects == [(0, [0.0, 0.0, 5.0, 10.0], 50), (1, [5.0, 0.0, 10.0, 10.0], 100), (3, [19.0, 11.0, 6.0, 6.0], 36)]
+    assert objects == [
+        (0, [0.0, 0.0, 5.0, 10.0], 50),
+        (1, [5.0, 0.0, 10.0, 10.0], 100),
+        (3, [19.0, 11.0, 6.0, 6.0], 36),
+    ]
     assert dropped == 1
 
 
