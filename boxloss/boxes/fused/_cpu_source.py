@@ -3,8 +3,8 @@
 Plain C++17 with OpenMP and no torch headers, so it builds in about a second with any g++/clang++.
 The forward and backward of every IoU-family loss are one loop over boxes each; the backward is the
 hand-written reverse-mode derivative of exactly the graph `overlaps.aligned_overlap` builds (same
-clamps, same tie rule for min/max -- ties split the gradient in halves as torch does -- same `eps`
-placement), so values and gradients match the reference path to rounding.
+clamps, same tie rule for min/max -- ties split the gradient in halves as torch does --, clamp_min passing
+the gradient only where x > bound as torch does, same `eps` placement), so values and gradients match the reference path to rounding.
 
 Kinds: 0 iou (linear), 1 giou, 2 diou, 3 ciou, 4 iou (square), 5 iou (log). Formats: 0 xyxy, 1 xywh,
 2 cxcywh. CIoU alpha: 0 constant, 1 gated (iou >= 0.5).
@@ -125,7 +125,7 @@ inline T box_loss(const T* pb, const T* tb, const Prm& prm, T g, T* gp, T* gt, T
   T g_iou = 0, g_pw = 0, g_ph = 0, g_tw = 0, g_th = 0, g_uni = 0, g_cw = 0, g_ch = 0, g_dx = 0, g_dy = 0;
   if (KIND == 0) g_iou = -g;
   else if (KIND == 4) g_iou = -(g * iou + g * iou);
-  else if (KIND == 5) g_iou = iou >= eps ? -g / clampmin(iou, eps) : T(0);
+  else if (KIND == 5) g_iou = iou > eps ? -g / clampmin(iou, eps) : T(0);
   else {
     g_iou = -g;
     if (KIND == 1) {
@@ -133,13 +133,13 @@ inline T box_loss(const T* pb, const T* tb, const Prm& prm, T g, T* gp, T* gt, T
       const T g_num = g / C;
       const T g_C = g_num - g * (C - uni) / (C * C);
       g_uni -= g_num;
-      const T g_Craw = Craw >= eps ? g_C : T(0);
+      const T g_Craw = Craw > eps ? g_C : T(0);
       g_cw = g_Craw * ch; g_ch = g_Craw * cw;
     } else {
       // loss = 1 - iou + rho2 / c2 (+ alpha * v)
       const T g_rho2 = g / c2;
       const T g_c2 = -g * rho2 / (c2 * c2);
-      const T g_c2raw = c2raw >= eps ? g_c2 : T(0);
+      const T g_c2raw = c2raw > eps ? g_c2 : T(0);
       g_cw = T(2) * g_c2raw * cw; g_ch = T(2) * g_c2raw * ch;
       g_dx = T(0.5) * g_rho2 * dx; g_dy = T(0.5) * g_rho2 * dy;
       if (KIND == 3) {
@@ -160,25 +160,25 @@ inline T box_loss(const T* pb, const T* tb, const Prm& prm, T g, T* gp, T* gt, T
   // iou = inter / U
   T g_inter = g_iou / U;
   const T g_U = -g_iou * inter / (U * U);
-  g_uni += uni >= eps ? g_U : T(0);
+  g_uni += uni > eps ? g_U : T(0);
   // uni = pw*ph + tw*th - inter
   g_pw += g_uni * ph; g_ph += g_uni * pw; g_tw += g_uni * th; g_th += g_uni * tw;
   g_inter -= g_uni;
-  const T g_iwr = iwr >= T(0) ? g_inter * ih : T(0);
-  const T g_ihr = ihr >= T(0) ? g_inter * iw : T(0);
+  const T g_iwr = iwr > T(0) ? g_inter * ih : T(0);
+  const T g_ihr = ihr > T(0) ? g_inter * iw : T(0);
   T gpx1 = 0, gpy1 = 0, gpx2 = 0, gpy2 = 0, gtx1 = 0, gty1 = 0, gtx2 = 0, gty2 = 0;
   min_bw(px2, tx2, g_iwr, gpx2, gtx2); max_bw(px1, tx1, -g_iwr, gpx1, gtx1);
   min_bw(py2, ty2, g_ihr, gpy2, gty2); max_bw(py1, ty1, -g_ihr, gpy1, gty1);
   if (KIND >= 1 && KIND <= 3) {
-    const T g_cwr = cwr >= T(0) ? g_cw : T(0);
-    const T g_chr = chr >= T(0) ? g_ch : T(0);
+    const T g_cwr = cwr > T(0) ? g_cw : T(0);
+    const T g_chr = chr > T(0) ? g_ch : T(0);
     max_bw(px2, tx2, g_cwr, gpx2, gtx2); min_bw(px1, tx1, -g_cwr, gpx1, gtx1);
     max_bw(py2, ty2, g_chr, gpy2, gty2); min_bw(py1, ty1, -g_chr, gpy1, gty1);
     gpx1 += g_dx; gpx2 += g_dx; gtx1 -= g_dx; gtx2 -= g_dx;
     gpy1 += g_dy; gpy2 += g_dy; gty1 -= g_dy; gty2 -= g_dy;
   }
-  const T g_a1 = a1 >= T(0) ? g_pw : T(0), g_a2 = a2 >= T(0) ? g_ph : T(0);
-  const T g_a3 = a3 >= T(0) ? g_tw : T(0), g_a4 = a4 >= T(0) ? g_th : T(0);
+  const T g_a1 = a1 > T(0) ? g_pw : T(0), g_a2 = a2 > T(0) ? g_ph : T(0);
+  const T g_a3 = a3 > T(0) ? g_tw : T(0), g_a4 = a4 > T(0) ? g_th : T(0);
   gpx2 += g_a1; gpx1 -= g_a1; gpy2 += g_a2; gpy1 -= g_a2;
   gtx2 += g_a3; gtx1 -= g_a3; gty2 += g_a4; gty1 -= g_a4;
   if (GP) store_grad<T, FMT>(gpx1, gpy1, gpx2, gpy2, gp);
@@ -232,31 +232,48 @@ void overlap_bwd(int64_t n, const T* p, const T* t, const T* gout, int64_t gstri
 
 // Gradient descent on (cx, cy, w, h) boxes, the DIoU paper's simulation: every case runs `iters`
 // steps B <- B - lr[it] * (2 - IoU) * dL/dB, and err[it] += |B - B_gt|_1 after step it.
+// Cases go in blocks of SB; each step is one `omp simd` loop across the block (padding lanes hold
+// identical boxes, whose gradient and error are exactly 0).
 template <typename T, int KIND>
 void simulate(int64_t n, T* boxes, const T* targets, int iters, const double* lr, const Prm& prm,
               double* err, int nthreads) {
+  constexpr int SB = 64;
   const int nt = nthreads < 1 ? 1 : nthreads;
+  const int64_t nblocks = (n + SB - 1) / SB;
   std::memset(err, 0, sizeof(double) * iters);
 #pragma omp parallel num_threads(nt)
   {
     std::vector<double> local(iters, 0.0);
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      T b[4] = {boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]};
-      const T* tb = targets + 4 * i;
-      T gb[4];
-      for (int it = 0; it < iters; ++it) {
-        T iou;
-        box_loss<T, KIND, 2, true, false>(b, tb, prm, T(1), gb, nullptr, &iou);
-        const T step = T(lr[it]) * (T(2) - iou);
-        double e = 0;
+    alignas(64) T b[4 * SB];
+    alignas(64) T tb[4 * SB];
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+      const int64_t start = blk * SB;
+      const int m = int(n - start < SB ? n - start : SB);
+      for (int j = 0; j < SB; ++j)
         for (int k = 0; k < 4; ++k) {
-          b[k] -= step * gb[k];
-          e += std::fabs(double(b[k]) - double(tb[k]));
+          const int64_t src = 4 * (start + (j < m ? j : 0)) + k;
+          tb[4 * j + k] = targets[src];
+          b[4 * j + k] = j < m ? boxes[src] : targets[src];
         }
-        local[it] += e;
+      for (int it = 0; it < iters; ++it) {
+        const T rate = T(lr[it]);
+        T e = 0;
+#pragma omp simd reduction(+ : e)
+        for (int j = 0; j < SB; ++j) {
+          T gb[4];
+          T iou;
+          box_loss<T, KIND, 2, true, false>(b + 4 * j, tb + 4 * j, prm, T(1), gb, nullptr, &iou);
+          const T step = rate * (T(2) - iou);
+          for (int k = 0; k < 4; ++k) {
+            b[4 * j + k] -= step * gb[k];
+            e += std::fabs(b[4 * j + k] - tb[4 * j + k]);
+          }
+        }
+        local[it] += double(e);
       }
-      for (int k = 0; k < 4; ++k) boxes[4 * i + k] = b[k];
+      for (int j = 0; j < m; ++j)
+        for (int k = 0; k < 4; ++k) boxes[4 * (start + j) + k] = b[4 * j + k];
     }
 #pragma omp critical
     for (int it = 0; it < iters; ++it) err[it] += local[it];
