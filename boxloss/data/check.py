@@ -30,12 +30,13 @@ MAX_ERRORS = 200  # structural errors collected before giving up
 MAX_EXAMPLES = 3  # example annotations listed per fix reason
 
 
+# Exact type checks (JSON gives int, float, bool, str, ...): bool is not a number here.
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return type(v) is int
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return (type(v) is float or type(v) is int) and math.isfinite(v)
 
 
 def load_json(path) -> dict:
