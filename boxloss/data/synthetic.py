@@ -19,7 +19,6 @@ files (with the same OpenCV build), in any order and with any number of worker p
 """
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -257,7 +256,3 @@ def make_synthetic_dataset(
         summary["dropped_hidden"] += sum(r[3] for r in results)
     return summary
 
-
-def default_workers() -> int:
-    """Worker processes worth using for generation on this machine (one per core, at most 8)."""
-    return min(8, os.cpu_count() or 1)
