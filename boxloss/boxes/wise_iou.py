@@ -133,7 +133,10 @@ class WIoUv3Loss(LossModule):
     before the update, so every rank holds the same `iou_mean` (the mean over all ranks' boxes). A
     batch with no boxes (on every rank) leaves `iou_mean` unchanged. Tensor ops only: no host sync.
 
-    Move the module with the model (`model.to(device)`) so the buffer lives on the boxes' device.
+    In training mode under torch.distributed every rank must call it equally often (the all-reduce is a
+    collective, like DDP's own). Move the module with the model (`model.to(device)`) so the buffer lives
+    on the boxes' device. The buffer stays float32 (or float64) through `.half()` / `.to(torch.bfloat16)`:
+    in fp16 an update of m ~ 1e-4 times the mean would round away and the mean would never move.
     """
 
     def __init__(self, *, loss_weight: float = 1.0, momentum: float = WIOU_DEFAULT_MOMENTUM, **kwargs):
@@ -149,6 +152,12 @@ class WIoUv3Loss(LossModule):
         _check_focusing(kwargs.get("alpha", 1.9), kwargs.get("delta", 3.0))
         self.momentum = float(momentum)
         self.register_buffer("iou_mean", torch.ones(()), persistent=True)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.iou_mean.dtype not in (torch.float32, torch.float64):
+            self.iou_mean = self.iou_mean.float()
+        return self
 
     @torch.no_grad()
     def _update(self, l_iou: Tensor, weight: Tensor | None) -> None:

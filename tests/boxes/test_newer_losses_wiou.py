@@ -114,6 +114,17 @@ def test_registry_and_arguments():
         get_box_loss("wiou_v3", bogus=1)
 
 
+def test_buffer_keeps_full_precision_through_half():
+    loss = WIoUv3Loss(momentum=1e-3).half()
+    assert loss.iou_mean.dtype == torch.float32
+    loss.to(torch.bfloat16)
+    assert loss.iou_mean.dtype == torch.float32 and list(loss.state_dict()) == ["iou_mean"]
+    loss(PRED.half(), TARGET.half())
+    # 0.999 * 1 + 0.001 * 19/28 = 0.999679, which an fp16 buffer (spacing 2^-11 below 1) would round to 0.999512
+    assert loss.iou_mean.item() == pytest.approx(0.999 + 0.001 * 19 / 28, rel=1e-6)
+    assert loss.double().iou_mean.dtype == torch.float64
+
+
 def test_momentum_helper():
     m = wiou_momentum(100, 5)
     # after n * t = 500 updates the initial value keeps weight 0.05
