@@ -40,7 +40,7 @@ VAL_RISE = 0.05  # last val loss > min * (1 + VAL_RISE) -> val loss rising
 FALL_TOL = 0.10  # train loss fell by this much (relative) over the same span -> still falling
 
 
-def _num(v) -> float | None:
+def as_float(v) -> float | None:
     if v is None or v == "":
         return None
     try:
@@ -55,10 +55,10 @@ def _series(rows, kind: str, key: str) -> tuple[list[float], list[float]]:
     for i, row in enumerate(rows):
         if row.get("kind") != kind:
             continue
-        y = _num(row.get(key))
+        y = as_float(row.get(key))
         if y is None:
             continue
-        x = _num(row.get("step"))
+        x = as_float(row.get("step"))
         xs.append(x if x is not None else float(i))
         ys.append(y)
     return xs, ys
@@ -66,6 +66,10 @@ def _series(rows, kind: str, key: str) -> tuple[list[float], list[float]]:
 
 def _fmt(v: float) -> str:
     return f"{v:.3g}"
+
+
+def _pct(ap: float) -> str:
+    return f"{100 * ap:.1f}%"
 
 
 def diagnose_run(log_rows) -> list[str]:
@@ -100,7 +104,7 @@ def diagnose_run(log_rows) -> list[str]:
     ap_flat = len(ap) < 2 or (max(ap) - min(ap)) < AP_FLAT
     val_flat = len(val_loss) < 2 or abs(val_loss[-1] - val_loss[0]) <= FLAT_TOL * abs(val_loss[0])
     if drop < FLAT_TOL and ap_flat and val_flat:
-        ap_txt = f"; val AP stays {_fmt(min(ap))}-{_fmt(max(ap))}" if ap else ""
+        ap_txt = f"; val AP stays {_pct(min(ap))}-{_pct(max(ap))}" if ap else ""
         findings.append(
             f"stuck: train loss only {_fmt(start)} -> {_fmt(end)} ({100 * drop:.1f}% drop){ap_txt} — "
             "not learning: lower the learning rate (or raise it if it is already tiny) and check that the targets reach the loss"
@@ -118,8 +122,8 @@ def diagnose_run(log_rows) -> list[str]:
         late_fall = (late_chunks[0] - late_chunks[-1]) / abs(late_chunks[0]) if late_chunks and late_chunks[0] else 0.0
         if best < len(ap) - 1 and ap[best] - ap[-1] > AP_DROP:
             findings.append(
-                f"over-fitting: train loss still falling ({_fmt(start)} -> {_fmt(end)}) but val AP peaked at {_fmt(ap[best])} "
-                f"(eval {best + 1} of {len(ap)}) and ended at {_fmt(ap[-1])} — use the best checkpoint, stop earlier, "
+                f"over-fitting: train loss still falling ({_fmt(start)} -> {_fmt(end)}) but val AP peaked at {_pct(ap[best])} "
+                f"(eval {best + 1} of {len(ap)}) and ended at {_pct(ap[-1])} — use the best checkpoint, stop earlier, "
                 "or add data / augmentation / weight decay"
             )
         elif len(val_loss) >= 3 and int(np.argmin(val_loss)) < len(val_loss) - 1 and val_loss[-1] > min(val_loss) * (1 + VAL_RISE):
@@ -130,9 +134,9 @@ def diagnose_run(log_rows) -> list[str]:
         elif len(ap) >= 4 and second_half_gain < AP_STALL and late_fall >= FALL_TOL:
             findings.append(
                 f"over-fitting (likely): train loss fell {100 * late_fall:.0f}% in the second half while val AP stalled "
-                f"({_fmt(max(ap[: half + 1]))} -> {_fmt(ap[-1])}) — more training buys nothing here: stop earlier or regularise"
+                f"({_pct(max(ap[: half + 1]))} -> {_pct(ap[-1])}) — more training buys nothing here: stop earlier or regularise"
             )
     if not findings:
-        ap_txt = f", val AP {_fmt(ap[0])} -> {_fmt(ap[-1])}" if len(ap) >= 2 else (f", val AP {_fmt(ap[0])}" if ap else "")
+        ap_txt = f", val AP {_pct(ap[0])} -> {_pct(ap[-1])}" if len(ap) >= 2 else (f", val AP {_pct(ap[0])}" if ap else "")
         findings.append(f"healthy: train loss {_fmt(start)} -> {_fmt(end)} ({100 * drop:.0f}% drop){ap_txt}")
     return findings

@@ -59,7 +59,7 @@ def test_over_fitting_ap_worsens():
     ap = np.concatenate([np.linspace(0.1, 0.4, 6), np.linspace(0.39, 0.30, 6)])
     rows = make_log(2.0 * np.exp(-E / 4) + 0.1, ap=ap)
     (finding,) = diagnose_run(rows)
-    assert finding.startswith("over-fitting") and "peaked at 0.4" in finding
+    assert finding.startswith("over-fitting") and "peaked at 40.0%" in finding
 
 
 def test_over_fitting_val_loss_rises():

@@ -1,0 +1,233 @@
+"""The per-loss comparison report: mean +- std over seeds, as Markdown, JSON and CSV.
+
+Pure functions over run results (plain dicts), so a report can be rebuilt from files without the
+engine. One run result is::
+
+    {"loss": "ciou", "seed": 0,
+     "stats": {"AP": .., ... 12 COCO stats, fractions in [0, 1], -1 = no ground truth},
+     "per_class": {"circle": .., ...},                 # AP per category name
+     "pr": {"0.5": [101 precisions], "0.75": [...]},  # optional, for plots (recall 0:0.01:1)
+     "train_time_s": 812.0, "final_train_loss": 0.91,  # optional
+     "log": [log.csv rows],                            # optional, for curves and diagnosis
+     "diagnosis": ["healthy: ..."],                    # optional; computed from "log" if missing
+     "run_dir": "..."}                                 # optional
+
+Units: ``report.json`` and ``report.csv`` keep COCO's fractions in [0, 1] (as ``stats.json`` does);
+``report.md`` and ``format_table`` show percent, as papers do. ``std`` is the sample standard deviation
+over seeds (n - 1 in the denominator); it is null / empty / not shown with a single seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .coco_eval import STAT_NAMES
+from .diagnosis import diagnose_run
+
+TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+EXTRA = ("train_time_s", "final_train_loss")
+PLOTS = {
+    "ap_per_loss.png": "AP per loss (mean and std over seeds; dots are single seeds)",
+    "pr_curves.png": "Precision-recall at IoU 0.5 and 0.75 (all classes, 100 detections)",
+    "training_curves.png": "Train loss and validation AP per epoch",
+}
+
+
+def _agg(values: list) -> dict:
+    """{"mean", "std", "runs"}; None values (missing) are skipped, -1 (no ground truth) stays -1."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return {"mean": None, "std": None, "runs": list(values)}
+    if all(v == -1 for v in vals):
+        return {"mean": -1.0, "std": None, "runs": vals}
+    arr = np.asarray(vals)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else None
+    return {"mean": float(arr.mean()), "std": std, "runs": vals}
+
+
+def summarize_runs(runs: list[dict]) -> dict:
+    """``{loss: {stat: {"mean", "std", "runs"}, ..., "per_class": {name: {...}}, "seeds": [...]}}``,
+    losses in the order they first appear, the runs of each loss in seed order."""
+    by_loss: dict[str, list[dict]] = {}
+    for run in runs:
+        by_loss.setdefault(run["loss"], []).append(run)
+    out = {}
+    for loss, group in by_loss.items():
+        group = sorted(group, key=lambda r: r.get("seed", 0))
+        entry = {name: _agg([r["stats"].get(name) for r in group]) for name in STAT_NAMES}
+        for key in EXTRA:
+            entry[key] = _agg([r.get(key) for r in group])
+        classes = list(dict.fromkeys(c for r in group for c in r.get("per_class", {})))
+        entry["per_class"] = {c: _agg([r.get("per_class", {}).get(c) for r in group]) for c in classes}
+        entry["seeds"] = [r.get("seed") for r in group]
+        out[loss] = entry
+    return out
+
+
+def _pct(a: dict, digits: int = 1) -> str:
+    if a["mean"] is None:
+        return "—"
+    if a["mean"] == -1:
+        return "n/a"
+    s = f"{100 * a['mean']:.{digits}f}"
+    return s if a["std"] is None else f"{s} ± {100 * a['std']:.{digits}f}"
+
+
+def _plain(a: dict, fmt: str) -> str:
+    if a["mean"] is None:
+        return "—"
+    s = format(a["mean"], fmt)
+    return s if a["std"] is None else f"{s} ± {format(a['std'], fmt)}"
+
+
+def format_table(summary: dict) -> str:
+    """The per-loss Markdown table (AP columns in percent), also readable in a terminal."""
+    head = ["loss", "seeds", *TABLE_STATS, "train time (s)", "final train loss"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best = max((e["AP"]["mean"] for e in summary.values() if e["AP"]["mean"] is not None), default=None)
+    for loss, e in summary.items():
+        cells = [loss, str(len(e["seeds"]))]
+        for name in TABLE_STATS:
+            cell = _pct(e[name])
+            cells.append(f"**{cell}**" if name == "AP" and e["AP"]["mean"] == best and len(summary) > 1 else cell)
+        cells += [_plain(e["train_time_s"], ".0f"), _plain(e["final_train_loss"], ".3f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_per_class_table(summary: dict) -> str:
+    """Rows: classes; columns: losses; AP (%) mean ± std over seeds."""
+    losses = list(summary)
+    classes = list(dict.fromkeys(c for e in summary.values() for c in e["per_class"]))
+    lines = ["| class | " + " | ".join(losses) + " |", "|" + "---|" * (len(losses) + 1)]
+    for c in classes:
+        cells = [_pct(summary[loss]["per_class"].get(c, {"mean": None, "std": None})) for loss in losses]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_runs_table(runs: list[dict]) -> str:
+    """One row per (loss, seed) with its AP, time, final loss and training-curve diagnosis."""
+    lines = ["| loss | seed | AP | AP50 | train time (s) | final train loss | diagnosis |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r["loss"], r.get("seed", 0))):
+        diag = "; ".join(r.get("diagnosis") or []) or "—"
+        t, fl = r.get("train_time_s"), r.get("final_train_loss")
+        lines.append(
+            f"| {r['loss']} | {r.get('seed', '')} | {100 * r['stats']['AP']:.1f} | {100 * r['stats']['AP50']:.1f} | "
+            f"{'—' if t is None else f'{t:.0f}'} | {'—' if fl is None else f'{fl:.3f}'} | {diag} |"
+        )
+    return "\n".join(lines)
+
+
+def noise_summary(summary: dict) -> str:
+    """A few sentences comparing the spread of mean AP across losses with the seed-to-seed noise.
+
+    With n seeds and an average per-loss std s, the standard error of a difference of two means is
+    about s * sqrt(2 / n); differences under twice that are within seed noise (a rough two-sigma rule,
+    not a formal test).
+    """
+    means = {k: e["AP"]["mean"] for k, e in summary.items() if e["AP"]["mean"] is not None and e["AP"]["mean"] >= 0}
+    if len(means) < 2:
+        return ""
+    best = max(means, key=means.get)
+    spread = 100 * (max(means.values()) - min(means.values()))
+    text = f"Highest mean AP: {best} ({100 * means[best]:.1f}); spread of the mean AP across losses: {spread:.1f} points."
+    stds = [e["AP"]["std"] for e in summary.values() if e["AP"]["std"] is not None]
+    if not stds:
+        return text + " One seed per loss: the seed noise is unknown, so no difference here is evidence on its own."
+    n = min(len(e["seeds"]) for e in summary.values())
+    s = 100 * float(np.mean(stds))
+    margin = 2 * s * math.sqrt(2 / n)
+    return text + (
+        f" Seed-to-seed std of AP: {s:.1f} points on average; with {n} seeds a difference of two means under about"
+        f" {margin:.1f} points (2 x std x sqrt(2/{n})) is within seed noise."
+    )
+
+
+def collect_versions() -> dict:
+    """Versions that affect the numbers: python, torch, torchvision, pycocotools, boxloss, platform."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("boxloss", "torch", "torchvision", "pycocotools", "faster-coco-eval", "albumentations", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _json_runs(runs: list[dict]) -> list[dict]:
+    keep = ("loss", "seed", "stats", "per_class", "train_time_s", "final_train_loss", "diagnosis", "run_dir")
+    return [{k: r[k] for k in keep if k in r} for r in runs]
+
+
+def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versions: dict | None = None, title: str = "Box-loss comparison") -> dict:
+    """Write ``report.md``, ``report.json`` and ``report.csv`` into ``out_dir``.
+
+    Runs without a ``diagnosis`` but with a ``log`` are diagnosed here (``diagnose_run``). Plots are
+    linked from report.md when the files of ``PLOTS`` exist in ``out_dir`` (write them first with
+    ``boxloss.evaluation.plots.write_plots``).
+
+    Returns:
+        ``{"md": path, "json": path, "csv": path, "summary": summarize_runs(runs)}``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [dict(r) for r in runs]
+    for r in runs:
+        if not r.get("diagnosis") and r.get("log"):
+            r["diagnosis"] = diagnose_run(r["log"])
+    summary = summarize_runs(runs)
+    versions = collect_versions() if versions is None else versions
+
+    doc = {"losses": summary, "runs": _json_runs(runs), "config": config, "versions": versions,
+           "units": "COCO fractions in [0, 1]; -1 = no ground truth in that size range; std = sample std over seeds (null for one seed)"}
+    json_path = out_dir / "report.json"
+    json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+
+    csv_path = out_dir / "report.csv"
+    cols = [*STAT_NAMES, *EXTRA]
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["loss", "n_seeds"] + [f"{c}_{s}" for c in cols for s in ("mean", "std")])
+        for loss, e in summary.items():
+            row = [loss, len(e["seeds"])]
+            for c in cols:
+                row += ["" if e[c]["mean"] is None else e[c]["mean"], "" if e[c]["std"] is None else e[c]["std"]]
+            writer.writerow(row)
+
+    n_seeds = sorted({len(e["seeds"]) for e in summary.values()})
+    parts = [
+        f"# {title}",
+        "",
+        f"{len(summary)} loss(es) x {'/'.join(map(str, n_seeds))} seed(s); everything but the box loss identical. "
+        "COCO box AP in percent, mean ± sample std over seeds; n/a = no ground-truth box in that size range. "
+        "Train time is wall-clock training time per run.",
+        "",
+        format_table(summary),
+        "",
+    ]
+    noise = noise_summary(summary)
+    if noise:
+        parts += [noise, ""]
+    parts += ["## Per-class AP (%)", "", format_per_class_table(summary), ""]
+    parts += ["## Runs and training-curve diagnosis", "", format_runs_table(runs), ""]
+    plots = [(name, caption) for name, caption in PLOTS.items() if (out_dir / name).is_file()]
+    if plots:
+        parts += ["## Plots", ""]
+        for name, caption in plots:
+            parts += [f"{caption}:", "", f"![{caption}]({name})", ""]
+    if config is not None:
+        parts += ["## Config", "", "```yaml", yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False).rstrip(), "```", ""]
+    parts += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    md_path = out_dir / "report.md"
+    md_path.write_text("\n".join(parts), encoding="utf-8")
+    return {"md": md_path, "json": json_path, "csv": csv_path, "summary": summary}
