@@ -291,6 +291,21 @@ def test_siou_angle_closed_form_equals_paper_form():
     torch.testing.assert_close(2 * dx.abs() * dy.abs() / sigma**2, paper, rtol=1e-12, atol=1e-12)
 
 
+def test_documented_defaults():
+    # The defaults chosen where the papers leave room (docs/losses.md, "Newer IoU-family losses").
+    p, t = random_pairs(20, seed=15)
+    same = [
+        (focal_eiou_loss(p, t), focal_eiou_loss(p, t, gamma=0.5)),
+        (siou_loss(p, t), siou_loss(p, t, theta=4.0)),
+        (alpha_iou_loss(p, t), alpha_iou_loss(p, t, base="iou", alpha=3.0)),
+        (wiou_v3_loss(p, t), wiou_v3_loss(p, t, iou_mean=1.0, alpha=1.9, delta=3.0)),
+        (inner_iou_loss(p, t), inner_iou_loss(p, t, base="iou", ratio=0.7)),
+        (shape_iou_loss(p, t), shape_iou_loss(p, t, scale=0.0)),
+    ]
+    for a, b in same:
+        assert torch.equal(a, b)
+
+
 def test_alpha_one_is_the_base_loss():
     p, t = random_pairs(300, seed=4)
     for base, ref in (("iou", iou_loss), ("giou", giou_loss), ("diou", diou_loss), ("ciou", ciou_loss)):
@@ -519,10 +534,12 @@ def test_reductions_weight_and_avg_factor(name):
         fn(p, t, reduction="avg")
 
 
-@pytest.mark.parametrize("name", ["eiou", "siou", "alpha_ciou", "wiou_v1", "wiou_v3", "mpdiou", "inner_ciou_1.3", "shape_iou_scale0.5"])
+@pytest.mark.parametrize("name", ["eiou", "focal_eiou", "siou", "alpha_ciou", "alpha_ciou_0.5", "wiou_v1", "wiou_v3",
+                                  "mpdiou", "inner_ciou_1.3", "shape_iou_scale0.5"])
 def test_torch_compile_fullgraph(name):
     fn = LOSSES[name]
     p, t = random_pairs(8, seed=12, dtype=torch.float32)
+    torch._dynamo.reset()  # one lambda code object per parametrisation would hit the recompile limit
     compiled = torch.compile(lambda a, b: fn(a, b), backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(p, t), fn(p, t))
 

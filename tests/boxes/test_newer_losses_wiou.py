@@ -134,6 +134,7 @@ def test_momentum_helper():
 
 
 def test_torch_compile_fullgraph_updates_the_buffer_like_eager():
+    torch._dynamo.reset()
     eager, compiled_mod = WIoUv3Loss(momentum=0.5), WIoUv3Loss(momentum=0.5)
     compiled = torch.compile(compiled_mod, backend="aot_eager", fullgraph=True)
     for _ in range(2):
