@@ -6,7 +6,7 @@ from .alpha_iou import alpha_iou_loss
 from .eiou import eiou_loss, focal_eiou_loss
 from .inner_iou import inner_iou_loss
 from .mpdiou import mpdiou_loss
-from .registry import LossModule, register_box_loss
+from .registry import LossModule, _functional, register_box_loss
 from .shape_iou import shape_iou_loss
 from .siou import siou_loss
 from .wise_iou import WIoUv3Loss, wiou_v1_loss
@@ -19,10 +19,6 @@ def _mpdiou_module(**kwargs) -> LossModule:
             'e.g. get_box_loss("mpdiou", img_size=(640, 640))'
         )
     return LossModule(mpdiou_loss, name="mpdiou", **kwargs)
-
-
-def _functional(fn, name):
-    return lambda **kwargs: LossModule(fn, name=name, **kwargs)
 
 
 for _name, _fn in (
