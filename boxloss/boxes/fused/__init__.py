@@ -36,6 +36,9 @@ _ALPHAS = {"constant": 0, "gated": 1}
 _DTYPES = {torch.float32: 0, torch.float64: 1}
 
 _default_impl = "auto"
+# Testing hook: route CPU tensors to the Triton kernels (with TRITON_INTERPRET=1, Triton's interpreter
+# runs them on CPU); tests/boxes/test_fused_triton.py sets it.
+_triton_on_cpu = False
 
 
 def set_default_impl(impl: str) -> str:
@@ -145,6 +148,14 @@ def fused_overlap_loss(
     device = pred.device
     if target.device != device:
         return _unavailable(impl, f"pred is on {device} and target on {target.device}")
+    if device.type == "cuda" or (device.type == "cpu" and _triton_on_cpu):
+        from . import _triton
+
+        why = _triton.unavailable_reason(dtype)
+        if why is not None:
+            return _unavailable(impl, why)
+        p, t, batch = _flat_pair(pred, target, dtype)
+        return _triton.overlap_loss(p, t, kind, fmt, eps, mode, alpha_mode, grad_mode).view(batch)
     if device.type == "cpu":
         lib = _cpu.library()
         if lib is None:
@@ -158,14 +169,6 @@ def fused_overlap_loss(
         else:
             out = _cpu_forward(p, t, cfg)
         return out.view(batch)
-    if device.type == "cuda":
-        from . import _triton
-
-        why = _triton.unavailable_reason(dtype)
-        if why is not None:
-            return _unavailable(impl, why)
-        p, t, batch = _flat_pair(pred, target, dtype)
-        return _triton.overlap_loss(p, t, kind, fmt, eps, mode, alpha_mode, grad_mode).view(batch)
     return _unavailable(impl, f"no fused kernel for device type {device.type!r}")
 
 
