@@ -1,0 +1,278 @@
+"""A resumable sweep: one detector per (box loss, seed), everything else identical, then a report.
+
+    from boxloss.engine.sweep import plan_runs, run_sweep, build_report
+    runs = plan_runs(["giou", "ciou"], seeds=3)                 # [("giou", 0), ("giou", 1), ...]
+    run_sweep(cfg, runs, "runs/cmp")                             # trains + evaluates what is missing
+    build_report(cfg, runs, "runs/cmp")                          # report.md/json/csv + PNGs
+
+Layout: ``out_dir/<loss>/seed<k>/`` is the engine's output directory of one run (``config.yaml``,
+``log.csv``, ``checkpoint_last.pt``, ``detections.json``, ``stats.json``); the sweep adds ``result.json``
+there (its own pycocotools evaluation of the final ``detections.json``: 12 stats, per-class AP,
+PR curves, time, final loss) once the run is finished. Hence:
+
+- resumable: a run with ``result.json`` is reused as is; a run whose training finished but was not yet
+  evaluated is only evaluated; an interrupted run resumes from its ``checkpoint_last.pt`` through the
+  engine's own resume; a run never started starts;
+- spreadable over processes or GPUs: each process takes a disjoint part with ``select_runs`` (``shard
+  (i, n)`` takes every n-th run starting at i, ``only`` picks runs by loss/seed); a ``.lock`` file
+  in the run directory (pid@host) keeps two processes off the same run, and a lock left by a dead
+  process on this host is taken over; after all parts are done, ``build_report`` (``--report-only`` in
+  the script) writes the report from the files alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..evaluation.coco_eval import evaluate_coco
+from ..evaluation.diagnosis import as_float, diagnose_run
+from ..evaluation.plots import write_plots
+from ..evaluation.report import collect_versions, write_report
+
+PR_IOUS = (0.5, 0.75)
+RESULT = "result.json"
+
+
+def plan_runs(losses, seeds) -> list[tuple[str, int]]:
+    """All (loss, seed) pairs, loss-major; ``seeds`` is a count (0..n-1) or an explicit list."""
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    return [(loss, seed) for loss in losses for seed in seeds]
+
+
+def select_runs(runs, *, only: dict | None = None, shard: tuple[int, int] | None = None) -> list[tuple[str, int]]:
+    """The part of ``runs`` one process should do.
+
+    Args:
+        only: e.g. ``{"loss": ["ciou"], "seed": [1]}``; a run is kept if it matches every key given.
+        shard: ``(i, n)``, 0 <= i < n: keep runs number i, i + n, i + 2n, ... of ``runs``.
+    """
+    runs = list(runs)
+    out = runs
+    if only:
+        losses, seeds = only.get("loss"), only.get("seed")
+        out = [(l, s) for l, s in out if (not losses or l in losses) and (not seeds or s in seeds)]
+    if shard is not None:
+        i, n = shard
+        if not (n >= 1 and 0 <= i < n):
+            raise ValueError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+        out = [r for k, r in enumerate(runs) if k % n == i and r in out]
+    return out
+
+
+def run_dir(out_dir, loss: str, seed: int) -> Path:
+    return Path(out_dir) / loss / f"seed{seed}"
+
+
+def run_config(base_cfg: dict, loss: str, seed: int, directory) -> dict:
+    """The base config with only the box loss, the seed and the output directory changed."""
+    cfg = copy.deepcopy(base_cfg)
+    cfg.setdefault("loss", {})["box_loss"] = loss
+    cfg["seed"] = int(seed)
+    cfg["output_dir"] = os.fspath(directory)
+    return cfg
+
+
+def run_state(directory) -> str:
+    """``done`` (result.json), ``trained`` (final detections/stats written), ``partial``
+    (a checkpoint, not finished) or ``new``."""
+    d = Path(directory)
+    if (d / RESULT).is_file():
+        return "done"
+    if (d / "stats.json").is_file() and (d / "detections.json").is_file():
+        return "trained"
+    if (d / "checkpoint_last.pt").is_file():
+        return "partial"
+    return "new"
+
+
+# --- locking: one process per run directory -----------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(directory) -> bool:
+    """Create ``directory/.lock`` (pid@host); False if another live process holds it."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    lock = d / ".lock"
+    me = f"{os.getpid()}@{socket.gethostname()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock.read_text().strip() if lock.exists() else ""
+            pid, _, host = owner.partition("@")
+            if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+                lock.unlink(missing_ok=True)  # left by a dead process on this machine
+                continue
+            return owner == me
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return True
+    return False
+
+
+def release_lock(directory) -> None:
+    lock = Path(directory) / ".lock"
+    if lock.is_file() and lock.read_text().strip() == f"{os.getpid()}@{socket.gethostname()}":
+        lock.unlink()
+
+
+# --- one run -------------------------------------------------------------------------------------
+
+
+def read_log(path) -> list[dict]:
+    """Rows of a ``log.csv`` as dicts of strings ([] if the file is missing)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _train_summary(log_rows) -> tuple[float | None, float | None]:
+    """(training time in s, final train loss): the last train row's ``time_s``, and the mean loss of
+    the last epoch's train rows (less noisy than the last step's)."""
+    train = [r for r in log_rows if r.get("kind") == "train"]
+    if not train:
+        return None, None
+    time_s = as_float(train[-1].get("time_s"))
+    last_epoch = train[-1].get("epoch")
+    losses = [as_float(r.get("loss")) for r in train if r.get("epoch") == last_epoch]
+    losses = [v for v in losses if v is not None]
+    return time_s, (sum(losses) / len(losses) if losses else None)
+
+
+def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "pycocotools") -> dict:
+    """Evaluate a finished run's ``detections.json`` and write ``result.json``; returns the result dict."""
+    d = Path(directory)
+    detections = json.loads((d / "detections.json").read_text(encoding="utf-8"))
+    ev = evaluate_coco(coco_gt, detections, backend=backend)
+    log = read_log(d / "log.csv")
+    time_s, final_loss = _train_summary(log)
+    result = {
+        "loss": loss,
+        "seed": seed,
+        "stats": ev.stats,
+        "per_class": ev.per_class,
+        "pr": {str(iou): ev.pr_curve(iou)[1].tolist() for iou in PR_IOUS},
+        "train_time_s": time_s,
+        "final_train_loss": final_loss,
+        "diagnosis": diagnose_run(log),
+        "run_dir": os.fspath(d),
+        "num_detections": ev.num_detections,
+    }
+    tmp = d / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(d / RESULT)  # atomic: a result.json is always complete
+    return result
+
+
+def load_run(directory) -> dict:
+    """A finished run's result dict (``result.json``) with its ``log`` rows attached."""
+    d = Path(directory)
+    result = json.loads((d / RESULT).read_text(encoding="utf-8"))
+    result["log"] = read_log(d / "log.csv")
+    return result
+
+
+def _train(cfg: dict, resume_from):
+    """Call the engine. Its ``train(cfg)`` resumes from ``cfg["resume"]`` (a checkpoint path)."""
+    from . import train
+
+    if resume_from is not None:
+        cfg = dict(cfg, resume=os.fspath(resume_from))
+    return train(cfg)
+
+
+def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "pycocotools", train_fn=None, log=print) -> dict:
+    """Train and evaluate every run of ``runs`` that is not done yet.
+
+    Args:
+        base_cfg: the experiment config (dict, as loaded from YAML); only ``loss.box_loss``, ``seed``
+            and ``output_dir`` are changed per run.
+        runs: (loss, seed) pairs, e.g. ``select_runs(plan_runs(...), shard=(0, 2))``.
+        out_dir: the sweep directory.
+        coco_gt: ground truth for the evaluation (pycocotools ``COCO`` or dict); by default built from
+            ``base_cfg["data"]["val_ann"]``.
+        train_fn: ``fn(cfg, resume_from)`` that trains one run into ``cfg["output_dir"]`` (default: the
+            engine's ``train``); tests pass a fake.
+
+    Returns:
+        ``{(loss, seed): "done" | "reused" | "evaluated" | "locked"}``.
+    """
+    train_fn = train_fn or _train
+    status = {}
+    for loss, seed in runs:
+        d = run_dir(out_dir, loss, seed)
+        state = run_state(d)
+        if state == "done":
+            status[loss, seed] = "reused"
+            log(f"[sweep] {loss} seed {seed}: done, reused ({d})")
+            continue
+        if not acquire_lock(d):
+            status[loss, seed] = "locked"
+            log(f"[sweep] {loss} seed {seed}: another process holds {d / '.lock'}, skipped")
+            continue
+        try:
+            if state in ("new", "partial"):
+                resume = d / "checkpoint_last.pt" if state == "partial" else None
+                log(f"[sweep] {loss} seed {seed}: {'resuming from ' + str(resume) if resume else 'training'} -> {d}")
+                t0 = time.time()
+                train_fn(run_config(base_cfg, loss, seed, d), resume)
+                log(f"[sweep] {loss} seed {seed}: trained in {time.time() - t0:.0f} s")
+                if run_state(d) != "trained":
+                    raise RuntimeError(f"training of {loss} seed {seed} ended without detections.json/stats.json in {d}")
+                status[loss, seed] = "done"
+            else:
+                status[loss, seed] = "evaluated"
+            if coco_gt is None:
+                coco_gt = _val_coco(base_cfg)
+            result = evaluate_run(d, coco_gt, loss=loss, seed=seed, backend=backend)
+            log(f"[sweep] {loss} seed {seed}: AP {100 * result['stats']['AP']:.1f}  {'; '.join(result['diagnosis'])}")
+        finally:
+            release_lock(d)
+    return status
+
+
+def _val_coco(cfg: dict):
+    """pycocotools COCO of the checked validation annotations named in ``cfg["data"]``."""
+    from ..data import CocoDetection
+
+    data = cfg.get("data", {})
+    return CocoDetection(data["val_ann"], data["val_images"]).coco
+
+
+def missing_runs(runs, out_dir) -> list[tuple[str, int]]:
+    return [(l, s) for l, s in runs if run_state(run_dir(out_dir, l, s)) != "done"]
+
+
+def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss comparison") -> dict:
+    """Write report.md/json/csv and the PNGs into ``out_dir`` from the finished runs' files.
+
+    Raises ``RuntimeError`` listing the runs that are not finished.
+    """
+    missing = missing_runs(runs, out_dir)
+    if missing:
+        raise RuntimeError(
+            "not finished yet: " + ", ".join(f"{l} seed {s}" for l, s in missing)
+            + f" (no {RESULT} in their run directories under {out_dir})"
+        )
+    results = [load_run(run_dir(out_dir, l, s)) for l, s in runs]
+    write_plots(results, out_dir)
+    return write_report(results, out_dir, config=base_cfg, versions=collect_versions(), title=title)

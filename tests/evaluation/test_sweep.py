@@ -1,0 +1,130 @@
+"""engine.sweep with a fake trainer: planning, sharding, resume, reuse, locks, report from files."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from boxloss.engine.sweep import (
+    acquire_lock, build_report, plan_runs, release_lock, run_dir, run_state, run_sweep, select_runs,
+)
+
+GT = {
+    "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.png"} for i in (5, 6)],
+    "categories": [{"id": 3, "name": "circle"}, {"id": 17, "name": "square"}],
+    "annotations": [
+        {"id": 1, "image_id": 5, "category_id": 3, "bbox": [10, 10, 40, 40], "area": 1600, "iscrowd": 0},
+        {"id": 2, "image_id": 6, "category_id": 17, "bbox": [50, 20, 30, 45], "area": 1350, "iscrowd": 0},
+    ],
+}
+
+
+class FakeTrainer:
+    """Writes what the engine writes; `stop_after_checkpoint` simulates an interruption."""
+
+    def __init__(self):
+        self.calls = []
+        self.stop_after_checkpoint = False
+
+    def __call__(self, cfg, resume_from):
+        self.calls.append((cfg["loss"]["box_loss"], cfg["seed"], resume_from))
+        d = cfg["output_dir"]
+        os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, "checkpoint_last.pt"), "wb").write(b"x")
+        if self.stop_after_checkpoint:
+            raise KeyboardInterrupt
+        with open(os.path.join(d, "log.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["kind", "epoch", "step", "time_s", "loss", "AP"])
+            w.writeheader()
+            for e in range(1, 4):
+                for s in range(4):
+                    w.writerow({"kind": "train", "epoch": e, "step": (e - 1) * 4 + s + 1, "time_s": 10 * e, "loss": 2.0 / e + 0.01 * s})
+                w.writerow({"kind": "eval", "epoch": e, "step": e * 4, "AP": 0.2 * e})
+        shift = 2.0 * cfg["seed"] + (cfg["loss"]["box_loss"] == "giou")
+        dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9,
+                 "bbox": [a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3]]} for a in GT["annotations"]]
+        json.dump(dets, open(os.path.join(d, "detections.json"), "w"))
+        json.dump({"AP": 0.0}, open(os.path.join(d, "stats.json"), "w"))
+
+
+def test_plan_and_select():
+    runs = plan_runs(["iou", "giou", "ciou"], 2)
+    assert runs == [("iou", 0), ("iou", 1), ("giou", 0), ("giou", 1), ("ciou", 0), ("ciou", 1)]
+    assert select_runs(runs, only={"loss": ["ciou"], "seed": [1]}) == [("ciou", 1)]
+    assert select_runs(runs, only={"seed": [0]}) == [("iou", 0), ("giou", 0), ("ciou", 0)]
+    parts = [select_runs(runs, shard=(i, 4)) for i in range(4)]
+    assert sorted(r for p in parts for r in p) == sorted(runs) and sum(map(len, parts)) == len(runs)
+    assert plan_runs(["iou"], [3, 7]) == [("iou", 3), ("iou", 7)]
+    with pytest.raises(ValueError):
+        select_runs(runs, shard=(2, 2))
+
+
+def test_sweep_trains_evaluates_and_reuses(tmp_path):
+    trainer = FakeTrainer()
+    runs = plan_runs(["iou", "giou"], 2)
+    status = run_sweep({"train": {"epochs": 3}}, runs, tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert set(status.values()) == {"done"} and len(trainer.calls) == 4
+    result = json.loads((run_dir(tmp_path, "iou", 0) / "result.json").read_text())
+    assert result["stats"]["AP"] == pytest.approx(1.0)  # exact boxes
+    assert result["train_time_s"] == 30 and result["final_train_loss"] == pytest.approx(2 / 3 + 0.015)
+    assert len(result["pr"]["0.5"]) == 101 and result["diagnosis"]
+    cfg = json.loads(json.dumps(trainer.calls))  # the trainer saw loss and seed
+    assert cfg[0] == ["iou", 0, None]
+    # second pass: nothing retrained
+    status = run_sweep({}, runs, tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert set(status.values()) == {"reused"} and len(trainer.calls) == 4
+
+    out = build_report({"train": {"epochs": 3}}, runs, tmp_path)
+    for name in ("report.md", "report.json", "report.csv", "ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+        assert (tmp_path / name).is_file(), name
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["losses"]["iou"]["AP"]["runs"] == pytest.approx([1.0, result_ap(tmp_path, "iou", 1)])
+    assert out["summary"]["giou"]["AP"]["mean"] < 1.0
+
+
+def result_ap(d, loss, seed):
+    return json.loads((run_dir(d, loss, seed) / "result.json").read_text())["stats"]["AP"]
+
+
+def test_interrupted_run_resumes_and_trained_run_is_only_evaluated(tmp_path):
+    trainer = FakeTrainer()
+    trainer.stop_after_checkpoint = True
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep({}, [("ciou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    d = run_dir(tmp_path, "ciou", 0)
+    assert run_state(d) == "partial" and not (d / ".lock").exists()  # lock released on the way out
+    trainer.stop_after_checkpoint = False
+    run_sweep({}, [("ciou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert trainer.calls[-1] == ("ciou", 0, d / "checkpoint_last.pt")
+    # trained but not evaluated (e.g. killed during evaluation): evaluation only
+    (d / "result.json").unlink()
+    n = len(trainer.calls)
+    status = run_sweep({}, [("ciou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert status[("ciou", 0)] == "evaluated" and len(trainer.calls) == n
+
+
+def test_report_refuses_unfinished_runs(tmp_path):
+    with pytest.raises(RuntimeError, match="iou seed 0"):
+        build_report({}, [("iou", 0)], tmp_path)
+
+
+def test_locks(tmp_path):
+    d = tmp_path / "run"
+    assert acquire_lock(d)
+    release_lock(d)
+    assert not (d / ".lock").exists()
+    import socket
+
+    (d / ".lock").write_text(f"1@{socket.gethostname()}")  # pid 1 is alive: another process holds it
+    assert not acquire_lock(d)
+    busy = run_dir(tmp_path / "sw", "iou", 0)
+    busy.mkdir(parents=True)
+    (busy / ".lock").write_text(f"1@{socket.gethostname()}")
+    trainer = FakeTrainer()
+    status = run_sweep({}, [("iou", 0), ("iou", 1)], tmp_path / "sw", coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert status == {("iou", 0): "locked", ("iou", 1): "done"} and len(trainer.calls) == 1
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    (d / ".lock").write_text(f"{dead}@{socket.gethostname()}")
+    assert acquire_lock(d)  # stale lock taken over
+    release_lock(d)
