@@ -68,12 +68,15 @@ def run_dir(out_dir, loss: str, seed: int) -> Path:
     return Path(out_dir) / loss / f"seed{seed}"
 
 
-def run_config(base_cfg: dict, loss: str, seed: int, directory) -> dict:
-    """The base config with only the box loss, the seed and the output directory changed."""
+def run_config(base_cfg: dict, loss: str, seed: int, directory, resume=None) -> dict:
+    """The base config with only ``loss.box_loss``, ``train.seed``, ``train.output_dir`` and
+    ``train.resume`` changed."""
     cfg = copy.deepcopy(base_cfg)
     cfg.setdefault("loss", {})["box_loss"] = loss
-    cfg["seed"] = int(seed)
-    cfg["output_dir"] = os.fspath(directory)
+    train = cfg.setdefault("train", {})
+    train["seed"] = int(seed)
+    train["output_dir"] = os.fspath(directory)
+    train["resume"] = None if resume is None else os.fspath(resume)
     return cfg
 
 
@@ -191,12 +194,10 @@ def load_run(directory) -> dict:
     return result
 
 
-def _train(cfg: dict, resume_from):
-    """Call the engine. Its ``train(cfg)`` resumes from ``cfg["resume"]`` (a checkpoint path)."""
+def _train(cfg: dict):
+    """The engine's ``train(cfg)``: trains into ``train.output_dir``, resuming from ``train.resume``."""
     from . import train
 
-    if resume_from is not None:
-        cfg = dict(cfg, resume=os.fspath(resume_from))
     return train(cfg)
 
 
@@ -204,14 +205,14 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
     """Train and evaluate every run of ``runs`` that is not done yet.
 
     Args:
-        base_cfg: the experiment config (dict, as loaded from YAML); only ``loss.box_loss``, ``seed``
-            and ``output_dir`` are changed per run.
+        base_cfg: the experiment config (``engine.config.load_config``); only ``loss.box_loss``,
+            ``train.seed``, ``train.output_dir`` and ``train.resume`` change per run (``run_config``).
         runs: (loss, seed) pairs, e.g. ``select_runs(plan_runs(...), shard=(0, 2))``.
         out_dir: the sweep directory.
         coco_gt: ground truth for the evaluation (pycocotools ``COCO`` or dict); by default built from
             ``base_cfg["data"]["val_ann"]``.
-        train_fn: ``fn(cfg, resume_from)`` that trains one run into ``cfg["output_dir"]`` (default: the
-            engine's ``train``); tests pass a fake.
+        train_fn: ``fn(cfg)`` that trains one run into ``cfg["train"]["output_dir"]``, resuming from
+            ``cfg["train"]["resume"]`` when set (default: the engine's ``train``); tests pass a fake.
 
     Returns:
         ``{(loss, seed): "done" | "reused" | "evaluated" | "locked"}``.
@@ -234,7 +235,7 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
                 resume = d / "checkpoint_last.pt" if state == "partial" else None
                 log(f"[sweep] {loss} seed {seed}: {'resuming from ' + str(resume) if resume else 'training'} -> {d}")
                 t0 = time.time()
-                train_fn(run_config(base_cfg, loss, seed, d), resume)
+                train_fn(run_config(base_cfg, loss, seed, d, resume))
                 log(f"[sweep] {loss} seed {seed}: trained in {time.time() - t0:.0f} s")
                 if run_state(d) != "trained":
                     raise RuntimeError(f"training of {loss} seed {seed} ended without detections.json/stats.json in {d}")

@@ -27,9 +27,10 @@ class FakeTrainer:
         self.calls = []
         self.stop_after_checkpoint = False
 
-    def __call__(self, cfg, resume_from):
-        self.calls.append((cfg["loss"]["box_loss"], cfg["seed"], resume_from))
-        d = cfg["output_dir"]
+    def __call__(self, cfg):
+        seed = cfg["train"]["seed"]
+        self.calls.append((cfg["loss"]["box_loss"], seed, cfg["train"]["resume"]))
+        d = cfg["train"]["output_dir"]
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, "checkpoint_last.pt"), "wb").write(b"x")
         if self.stop_after_checkpoint:
@@ -41,7 +42,7 @@ class FakeTrainer:
                 for s in range(4):
                     w.writerow({"kind": "train", "epoch": e, "step": (e - 1) * 4 + s + 1, "time_s": 10 * e, "loss": 2.0 / e + 0.01 * s})
                 w.writerow({"kind": "eval", "epoch": e, "step": e * 4, "AP": 0.2 * e})
-        shift = 2.0 * cfg["seed"] + (cfg["loss"]["box_loss"] == "giou")
+        shift = 2.0 * seed + (cfg["loss"]["box_loss"] == "giou")
         dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9,
                  "bbox": [a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3]]} for a in GT["annotations"]]
         json.dump(dets, open(os.path.join(d, "detections.json"), "w"))
@@ -96,7 +97,7 @@ def test_interrupted_run_resumes_and_trained_run_is_only_evaluated(tmp_path):
     assert run_state(d) == "partial" and not (d / ".lock").exists()  # lock released on the way out
     trainer.stop_after_checkpoint = False
     run_sweep({}, [("ciou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
-    assert trainer.calls[-1] == ("ciou", 0, d / "checkpoint_last.pt")
+    assert trainer.calls[-1] == ("ciou", 0, str(d / "checkpoint_last.pt"))
     # trained but not evaluated (e.g. killed during evaluation): evaluation only
     (d / "result.json").unlink()
     n = len(trainer.calls)
