@@ -1,0 +1,269 @@
+"""Speed and peak memory of the box losses: torchvision.ops vs our reference path vs our fused kernels,
+all measured in the same run (the numbers to compare are the ratios).
+
+    from boxloss.evaluation.loss_benchmark import run_benchmark, format_markdown
+    rows = run_benchmark(losses=["ciou"], sizes=[10_000, 1_000_000], dtypes=["float32"], device="cpu")
+    print(format_markdown(rows))
+
+Timing: forward + backward (`loss(pred, target, reduction="mean").backward()`, gradient for pred only)
+per call, median over interleaved rounds (each round runs every implementation once in turn, so load
+from other processes hits all of them alike). Inputs are overlapping random xyxy boxes.
+
+Peak memory ("extra": above what is allocated before the call, inputs excluded, the gradient of pred
+included):
+- CUDA: `torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()`;
+- CPU: the process' peak resident set (VmHWM, reset through /proc/self/clear_refs) minus the resident
+  set before the call, measured in a child process started with MALLOC_MMAP_THRESHOLD_=65536 so that
+  every tensor above 64 KiB is its own mmap and returned to the OS when freed (otherwise glibc recycles
+  freed memory and the peak is under-counted). Linux only.
+
+torchvision has no plain IoU loss; its row "iou" uses `torchvision.ops._utils._loss_inter_union`, the
+helper its GIoU/DIoU/CIoU losses call, as `1 - inter / union`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss
+
+LOSSES = ("iou", "giou", "diou", "ciou")
+IMPLS = ("torchvision", "reference", "fused")
+_OURS = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
+
+
+def _torchvision_fn(name):
+    try:
+        from torchvision import ops
+    except Exception:  # noqa: BLE001
+        return None
+    if name == "giou":
+        return lambda p, t: ops.generalized_box_iou_loss(p, t, reduction="mean")
+    if name == "diou":
+        return lambda p, t: ops.distance_box_iou_loss(p, t, reduction="mean")
+    if name == "ciou":
+        return lambda p, t: ops.complete_box_iou_loss(p, t, reduction="mean")
+    try:
+        from torchvision.ops._utils import _loss_inter_union
+    except Exception:  # noqa: BLE001
+        return None
+
+    def iou(p, t, eps=1e-7):
+        inter, union = _loss_inter_union(p, t)
+        return (1 - inter / (union + eps)).mean()
+
+    return iou
+
+
+def loss_fn(name: str, impl: str):
+    """fn(pred, target) -> scalar mean loss, or None if `impl` has no such loss."""
+    if impl == "torchvision":
+        return _torchvision_fn(name)
+    return lambda p, t: _OURS[name](p, t, reduction="mean", impl=impl)
+
+
+def make_boxes(n: int, dtype=torch.float32, device="cpu", seed: int = 0):
+    """`n` overlapping (pred, target) xyxy pairs: targets with sides 1-50 in [0, 100]^2, preds jittered."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 100
+    wh = 1 + torch.rand(n, 2, generator=g) * 49
+    target = torch.cat([xy, xy + wh], -1)
+    pred = target + 0.2 * wh.repeat(1, 2) * torch.randn(n, 4, generator=g)
+    pred = torch.cat([torch.minimum(pred[:, :2], pred[:, 2:] - 0.1), pred[:, 2:]], -1)
+    return pred.to(device=device, dtype=dtype), target.to(device=device, dtype=dtype)
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _fwd_bwd(fn, p, t):
+    x = p.detach().requires_grad_(True)
+    fn(x, t).backward()
+    return x
+
+
+def time_calls(fns: dict, p, t, *, rounds: int, min_seconds: float = 0.02) -> dict:
+    """Median seconds per forward+backward call for each fn, over `rounds` interleaved rounds."""
+    device = p.device
+    reps = {}
+    for name, fn in fns.items():  # warm up, then pick repetitions so one measurement lasts >= min_seconds
+        _fwd_bwd(fn, p, t)
+        _sync(device)
+        start = time.perf_counter()
+        _fwd_bwd(fn, p, t)
+        _sync(device)
+        once = time.perf_counter() - start
+        reps[name] = max(1, min(200, int(min_seconds / max(once, 1e-7))))
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(reps[name]):
+                _fwd_bwd(fn, p, t)
+            _sync(device)
+            samples[name].append((time.perf_counter() - start) / reps[name])
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _cpu_status():
+    text = open("/proc/self/status").read()
+    return {k: int(re.search(k + r":\s+(\d+)", text).group(1)) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def peak_extra_bytes(fn, p, t) -> int:
+    """Peak memory above the pre-call level during one forward+backward (see the module docstring)."""
+    if p.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        x = _fwd_bwd(fn, p, t)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        del x
+        return int(peak)
+    x = p.detach().requires_grad_(True)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    base = _cpu_status()["VmRSS"]
+    fn(x, t).backward()
+    peak = _cpu_status()["VmHWM"] - base
+    del x
+    return int(peak)
+
+
+def _memory_worker(spec: dict) -> dict:
+    torch.set_num_threads(spec["threads"])
+    out = {}
+    for loss in spec["losses"]:
+        for n in spec["sizes"]:
+            for dt in spec["dtypes"]:
+                p, t = make_boxes(n, getattr(torch, dt))
+                for impl in IMPLS:
+                    fn = loss_fn(loss, impl)
+                    if fn is None:
+                        continue
+                    _fwd_bwd(fn, p, t)  # warm up (and build the kernels) outside the measurement
+                    out[f"{loss}|{n}|{dt}|{impl}"] = min(peak_extra_bytes(fn, p, t) for _ in range(2))
+    return out
+
+
+def measure_cpu_memory(losses, sizes, dtypes, threads) -> dict:
+    """Run the CPU memory measurements in a child process with a fixed mmap threshold."""
+    spec = {"losses": list(losses), "sizes": list(sizes), "dtypes": list(dtypes), "threads": threads}
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    code = "import json,sys; from boxloss.evaluation.loss_benchmark import _memory_worker as w; " \
+           "print(json.dumps(w(json.loads(sys.argv[1]))))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(
+    losses=LOSSES, sizes=(1_000, 10_000, 100_000, 1_000_000), dtypes=("float32", "bfloat16"), device="cpu",
+    rounds: int | None = None, memory: bool = True, log=None,
+) -> list[dict]:
+    """One row per (loss, size, dtype): seconds and peak extra bytes per implementation."""
+    threads = torch.get_num_threads()
+    mem = {}
+    if memory and torch.device(device).type == "cpu":
+        mem = measure_cpu_memory(losses, sizes, dtypes, threads)
+    rows = []
+    for loss in losses:
+        for n in sizes:
+            for dt in dtypes:
+                p, t = make_boxes(n, getattr(torch, dt), device)
+                fns = {impl: loss_fn(loss, impl) for impl in IMPLS}
+                fns = {k: v for k, v in fns.items() if v is not None}
+                r = rounds or (5 if n >= 1_000_000 else 9)
+                secs = time_calls(fns, p, t, rounds=r)
+                row = {"loss": loss, "n": n, "dtype": dt, "seconds": secs, "peak_bytes": {}}
+                for impl, fn in fns.items():
+                    if memory and torch.device(device).type == "cuda":
+                        row["peak_bytes"][impl] = peak_extra_bytes(fn, p, t)
+                    elif f"{loss}|{n}|{dt}|{impl}" in mem:
+                        row["peak_bytes"][impl] = mem[f"{loss}|{n}|{dt}|{impl}"]
+                rows.append(row)
+                if log:
+                    log(format_row(row))
+                del p, t
+    return rows
+
+
+def gpu_bandwidth(loss: str, n: int, seconds: float, peak_gbs: float | None = None) -> dict:
+    """Achieved DRAM traffic of the fused forward+backward (fp32): forward reads 2 x 16 B and writes 4 B
+    per box, backward reads 2 x 16 B (+ a broadcast scalar) and writes the 16 B gradient: 84 B per box
+    (a lower bound on the real traffic). `peak_gbs` defaults to the device's memory clock x bus width."""
+    gbs = 84 * n / seconds / 1e9
+    if peak_gbs is None and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        clock, width = getattr(props, "memory_clock_rate", None), getattr(props, "memory_bus_width", None)
+        if clock and width:
+            peak_gbs = 2 * clock * 1e3 * width / 8 / 1e9
+    return {"achieved_gbs": gbs, "peak_gbs": peak_gbs, "fraction": gbs / peak_gbs if peak_gbs else None}
+
+
+def _ms(x):
+    return f"{x * 1e3:.3f}" if x is not None else "-"
+
+
+def _mb(x):
+    return f"{x / 2**20:.1f}" if x is not None else "-"
+
+
+def _ratio(a, b):
+    return f"{a / b:.1f}x" if a is not None and b else "-"
+
+
+HEADER = (
+    "| loss | N | dtype | torchvision ms | reference ms | fused ms | tv / fused | ref / fused "
+    "| tv MiB | ref MiB | fused MiB | fused / tv mem |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def format_row(row: dict) -> str:
+    s, m = row["seconds"], row["peak_bytes"]
+    tv, ref, fu = s.get("torchvision"), s.get("reference"), s.get("fused")
+    mtv, mref, mfu = m.get("torchvision"), m.get("reference"), m.get("fused")
+    mem_ratio = f"{mfu / mtv:.2f}" if mfu is not None and mtv else "-"
+    return (
+        f"| {row['loss']} | {row['n']:.0e} | {row['dtype']} | {_ms(tv)} | {_ms(ref)} | {_ms(fu)} | {_ratio(tv, fu)} "
+        f"| {_ratio(ref, fu)} | {_mb(mtv)} | {_mb(mref)} | {_mb(mfu)} | {mem_ratio} |"
+    )
+
+
+def format_markdown(rows) -> str:
+    return "\n".join([HEADER] + [format_row(r) for r in rows])
+
+
+def environment(device="cpu") -> str:
+    """One line describing the machine and versions, for the results file."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torchvision
+
+    parts = [
+        f"CPU {cpu} ({os.cpu_count()} cores visible, torch threads {torch.get_num_threads()})",
+        f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}",
+    ]
+    if torch.device(device).type == "cuda":
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    return "; ".join(parts)

@@ -1,0 +1,76 @@
+"""Benchmark the box losses: forward+backward time and peak memory, torchvision.ops vs boxloss's
+reference path vs boxloss's fused kernels, measured in the same run; prints a markdown table.
+
+    python scripts/bench_losses.py --device cpu --threads 2 --losses iou,giou,diou,ciou \
+        --sizes 1e3,1e4,1e5,1e6 --dtypes float32,bfloat16
+
+Methods (timing, memory) are described in `boxloss.evaluation.loss_benchmark`; results go to
+docs/benchmarks.md.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from boxloss.evaluation.loss_benchmark import HEADER, LOSSES, environment, gpu_bandwidth, run_benchmark
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--losses", default=",".join(LOSSES))
+    ap.add_argument("--sizes", default=None, help="comma-separated N (default 1e3,1e4,1e5,1e6; +1e7 on cuda)")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 9; 5 at N>=1e6)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--measure-build", action="store_true", help="time a fresh build of the CPU kernels first")
+    ap.add_argument("--json", default=None, help="also write the rows to this file")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = args.sizes or ("1e3,1e4,1e5,1e6,1e7" if args.device.startswith("cuda") else "1e3,1e4,1e5,1e6")
+    sizes = [int(float(s)) for s in sizes.split(",")]
+    losses = [s for s in args.losses.split(",") if s]
+    dtypes = [s for s in args.dtypes.split(",") if s]
+
+    print(f"command: {' '.join(['python', 'scripts/bench_losses.py'] + (argv if argv is not None else sys.argv[1:]))}")
+    print(environment(args.device))
+    if args.measure_build:
+        import os
+        import tempfile
+
+        from boxloss.boxes.fused import _cpu
+
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["TORCH_EXTENSIONS_DIR"] = tmp
+            start = time.perf_counter()
+            _cpu.build(force=True)
+            print(f"fresh build of the CPU kernels: {time.perf_counter() - start:.2f} s")
+            del os.environ["TORCH_EXTENSIONS_DIR"]
+        start = time.perf_counter()
+        _cpu.build()
+        print(f"load of the cached CPU kernels: {(time.perf_counter() - start) * 1e3:.1f} ms")
+    print()
+    print(HEADER, flush=True)
+    rows = run_benchmark(
+        losses, sizes, dtypes, device=args.device, rounds=args.rounds, memory=not args.no_memory,
+        log=lambda line: print(line, flush=True),
+    )
+    if args.device.startswith("cuda"):
+        for row in rows:
+            if row["n"] == max(sizes) and row["dtype"] == "float32" and "fused" in row["seconds"]:
+                bw = gpu_bandwidth(row["loss"], row["n"], row["seconds"]["fused"])
+                frac = f"{bw['fraction']:.0%} of peak {bw['peak_gbs']:.0f} GB/s" if bw["fraction"] else "peak unknown"
+                print(f"{row['loss']} N={row['n']:.0e}: fused fwd+bwd moves >= {bw['achieved_gbs']:.0f} GB/s ({frac})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
