@@ -80,17 +80,34 @@ def run_config(base_cfg: dict, loss: str, seed: int, directory, resume=None) -> 
     return cfg
 
 
-def run_state(directory) -> str:
-    """``done`` (result.json), ``trained`` (final detections/stats written), ``partial``
-    (a checkpoint, not finished) or ``new``."""
+def run_state(directory, epochs: int | None = None) -> str:
+    """``done`` (result.json), ``trained`` (the engine's final evaluation is written: ``stats.json`` of
+    epoch ``epochs`` — the engine rewrites it at every evaluation), ``partial`` (a checkpoint or an
+    earlier evaluation, not finished) or ``new``."""
     d = Path(directory)
     if (d / RESULT).is_file():
         return "done"
     if (d / "stats.json").is_file() and (d / "detections.json").is_file():
-        return "trained"
+        try:
+            epoch = json.loads((d / "stats.json").read_text(encoding="utf-8")).get("epoch")
+        except (json.JSONDecodeError, OSError):
+            epoch = None
+        if epochs is None or (epoch is not None and epoch >= epochs):
+            return "trained"
     if (d / "checkpoint_last.pt").is_file():
         return "partial"
     return "new"
+
+
+FINGERPRINT_SECTIONS = ("data", "model", "loss", "optim", "schedule")
+FINGERPRINT_TRAIN = ("epochs", "batch_size", "seed", "amp", "clip_grad")
+
+
+def fingerprint(cfg: dict) -> dict:
+    """The parts of a run's config that change its result (not paths, device, workers, progress)."""
+    out = {k: cfg.get(k) for k in FINGERPRINT_SECTIONS}
+    out["train"] = {k: cfg.get("train", {}).get(k) for k in FINGERPRINT_TRAIN}
+    return json.loads(json.dumps(out, default=str))
 
 
 # --- locking: one process per run directory -----------------------------------------------------
@@ -149,20 +166,23 @@ def read_log(path) -> list[dict]:
 
 
 def _train_summary(log_rows) -> tuple[float | None, float | None]:
-    """(training time in s, final train loss): the last train row's ``time_s``, and the mean loss of
-    the last epoch's train rows (less noisy than the last step's)."""
+    """(run time in s, final train loss): the largest ``time_s`` of the log (the engine's wall clock
+    of the whole run, resumed parts summed, periodic validation included), and the mean loss of the
+    last epoch's train rows (less noisy than the last step's)."""
     train = [r for r in log_rows if r.get("kind") == "train"]
     if not train:
         return None, None
-    time_s = as_float(train[-1].get("time_s"))
+    times = [t for t in (as_float(r.get("time_s")) for r in log_rows) if t is not None]
+    time_s = max(times) if times else None
     last_epoch = train[-1].get("epoch")
     losses = [as_float(r.get("loss")) for r in train if r.get("epoch") == last_epoch]
     losses = [v for v in losses if v is not None]
     return time_s, (sum(losses) / len(losses) if losses else None)
 
 
-def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "pycocotools") -> dict:
-    """Evaluate a finished run's ``detections.json`` and write ``result.json``; returns the result dict."""
+def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "pycocotools", cfg: dict | None = None) -> dict:
+    """Evaluate a finished run's ``detections.json`` and write ``result.json`` (with the run config's
+    ``fingerprint`` when ``cfg`` is given); returns the result dict."""
     d = Path(directory)
     detections = json.loads((d / "detections.json").read_text(encoding="utf-8"))
     ev = evaluate_coco(coco_gt, detections, backend=backend)
@@ -179,6 +199,7 @@ def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "py
         "diagnosis": diagnose_run(log),
         "run_dir": os.fspath(d),
         "num_detections": ev.num_detections,
+        "fingerprint": None if cfg is None else fingerprint(cfg),
     }
     tmp = d / (RESULT + ".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -218,11 +239,14 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
         ``{(loss, seed): "done" | "reused" | "evaluated" | "locked"}``.
     """
     train_fn = train_fn or _train
+    epochs = base_cfg.get("train", {}).get("epochs")
     status = {}
     for loss, seed in runs:
         d = run_dir(out_dir, loss, seed)
-        state = run_state(d)
+        cfg = run_config(base_cfg, loss, seed, d)
+        state = run_state(d, epochs)
         if state == "done":
+            check_reusable(d, cfg)
             status[loss, seed] = "reused"
             log(f"[sweep] {loss} seed {seed}: done, reused ({d})")
             continue
@@ -237,29 +261,45 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
                 t0 = time.time()
                 train_fn(run_config(base_cfg, loss, seed, d, resume))
                 log(f"[sweep] {loss} seed {seed}: trained in {time.time() - t0:.0f} s")
-                if run_state(d) != "trained":
+                if run_state(d, epochs) != "trained":
                     raise RuntimeError(f"training of {loss} seed {seed} ended without detections.json/stats.json in {d}")
                 status[loss, seed] = "done"
             else:
                 status[loss, seed] = "evaluated"
             if coco_gt is None:
                 coco_gt = _val_coco(base_cfg)
-            result = evaluate_run(d, coco_gt, loss=loss, seed=seed, backend=backend)
+            result = evaluate_run(d, coco_gt, loss=loss, seed=seed, backend=backend, cfg=cfg)
             log(f"[sweep] {loss} seed {seed}: AP {100 * result['stats']['AP']:.1f}  {'; '.join(result['diagnosis'])}")
         finally:
             release_lock(d)
     return status
 
 
-def _val_coco(cfg: dict):
-    """pycocotools COCO of the checked validation annotations named in ``cfg["data"]``."""
-    from ..data import CocoDetection
+def check_reusable(directory, cfg: dict) -> None:
+    """Refuse to reuse a finished run trained with other settings (e.g. the config changed since)."""
+    saved = json.loads((Path(directory) / RESULT).read_text(encoding="utf-8")).get("fingerprint")
+    now = fingerprint(cfg)
+    if saved is not None and saved != now:
+        changed = sorted(f"{sec}.{k}" for sec in now for k in set(now[sec] or {}) | set(saved.get(sec) or {})
+                         if (now[sec] or {}).get(k) != (saved.get(sec) or {}).get(k))
+        raise RuntimeError(
+            f"{directory} was trained with different settings ({', '.join(changed)}); use a new --output-dir "
+            "for a new configuration, or delete the run's result.json to re-evaluate it as it is"
+        )
 
-    data = cfg.get("data", {})
-    return CocoDetection(data["val_ann"], data["val_images"]).coco
+
+def _val_coco(cfg: dict):
+    """pycocotools COCO of the checked validation annotations of ``cfg`` (the synthetic set's when
+    no paths are given: generated on first use, as training does)."""
+    from ..data import CocoDetection
+    from .train import prepare_data_paths
+
+    paths = prepare_data_paths(cfg)
+    return CocoDetection(paths["val_ann"], paths["val_images"]).coco
 
 
 def missing_runs(runs, out_dir) -> list[tuple[str, int]]:
+    """Runs of ``runs`` without a result.json."""
     return [(l, s) for l, s in runs if run_state(run_dir(out_dir, l, s)) != "done"]
 
 

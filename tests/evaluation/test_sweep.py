@@ -46,7 +46,7 @@ class FakeTrainer:
         dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9,
                  "bbox": [a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3]]} for a in GT["annotations"]]
         json.dump(dets, open(os.path.join(d, "detections.json"), "w"))
-        json.dump({"AP": 0.0}, open(os.path.join(d, "stats.json"), "w"))
+        json.dump({"epoch": cfg["train"].get("epochs", 3), "AP": 0.0}, open(os.path.join(d, "stats.json"), "w"))
 
 
 def test_plan_and_select():
@@ -73,7 +73,7 @@ def test_sweep_trains_evaluates_and_reuses(tmp_path):
     cfg = json.loads(json.dumps(trainer.calls))  # the trainer saw loss and seed
     assert cfg[0] == ["iou", 0, None]
     # second pass: nothing retrained
-    status = run_sweep({}, runs, tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    status = run_sweep({"train": {"epochs": 3}}, runs, tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
     assert set(status.values()) == {"reused"} and len(trainer.calls) == 4
 
     out = build_report({"train": {"epochs": 3}}, runs, tmp_path)
@@ -103,6 +103,25 @@ def test_interrupted_run_resumes_and_trained_run_is_only_evaluated(tmp_path):
     n = len(trainer.calls)
     status = run_sweep({}, [("ciou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
     assert status[("ciou", 0)] == "evaluated" and len(trainer.calls) == n
+
+
+def test_intermediate_evaluation_is_not_finished(tmp_path):
+    # The engine rewrites stats.json/detections.json at every evaluation: only the last epoch's count.
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "detections.json").write_text("[]")
+    (d / "stats.json").write_text(json.dumps({"epoch": 2, "AP": 0.1}))
+    (d / "checkpoint_last.pt").write_bytes(b"x")
+    assert run_state(d, epochs=6) == "partial"
+    assert run_state(d, epochs=2) == "trained"
+
+
+def test_changed_config_is_not_silently_reused(tmp_path):
+    trainer = FakeTrainer()
+    run_sweep({"train": {"epochs": 3}}, [("iou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    with pytest.raises(RuntimeError, match="optim.lr"):
+        run_sweep({"train": {"epochs": 3}, "optim": {"lr": 0.1}}, [("iou", 0)], tmp_path, coco_gt=GT, train_fn=trainer,
+                  log=lambda *a: None)
 
 
 def test_report_refuses_unfinished_runs(tmp_path):
