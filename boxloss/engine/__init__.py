@@ -11,7 +11,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import DEFAULTS, ConfigError, dump_config, load_config, merge_config, parse_override, validate_config
 from .inference import evaluate_detections, predict_coco, run_inference
 from .logger import COLUMNS, RunLogger
-from .train import TrainingError, build_optimizer, build_scheduler, synthetic_dir, train
+from .trainer import TrainingError, build_optimizer, build_scheduler, synthetic_dir, train
 
 __all__ = [
     "COLUMNS",

@@ -277,7 +277,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 if main:
                     logger.warning("non-finite loss at epoch %d step %d (%s); step skipped", epoch, step,
-                                   {k: float(v) for k, v in losses.items()})
+                                   {k: float(v.detach()) for k, v in losses.items()})
                 if nonfinite_run >= t["max_nonfinite"]:
                     raise TrainingError(
                         f"stopping: the loss was not finite in {nonfinite_run} steps in a row (epoch {epoch}, "

@@ -1,0 +1,185 @@
+"""End-to-end training on a tiny synthetic set: outputs, resume, non-finite guard, COCO detections."""
+
+import copy
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+import boxloss.engine.trainer as train_mod
+from boxloss.data import CocoDetection, build_dataloader, build_val_transforms, letterbox_params
+from boxloss.engine import COLUMNS, TrainingError, load_checkpoint, merge_config, predict_coco, train
+from boxloss.evaluation.coco_eval import STAT_NAMES, evaluate_coco
+from boxloss.model import Detector
+
+
+def _rows(run_dir):
+    with open(os.path.join(run_dir, "log.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_runs_end_to_end_and_writes_the_run_folder(tiny_cfg):
+    result = train(tiny_cfg)
+    out = tiny_cfg["train"]["output_dir"]
+    for name in ("config.yaml", "log.csv", "checkpoint_last.pt", "checkpoint_best.pt", "detections.json", "stats.json"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    rows = _rows(out)
+    assert tuple(rows[0]) == COLUMNS
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    eval_rows = [r for r in rows if r["kind"] == "eval"]
+    assert len(train_rows) == 4 and len(eval_rows) == 2  # 2 epochs x 2 steps, log_every=1; eval each epoch
+    assert all(float(r["loss"]) > 0 and float(r["images_per_s"]) > 0 for r in train_rows)
+    assert all(r[name] != "" for r in eval_rows for name in ("val_loss",) + STAT_NAMES)
+    times = [float(r["time_s"]) for r in rows]
+    assert times == sorted(times)
+    ckpt = load_checkpoint(os.path.join(out, "checkpoint_last.pt"))
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and ckpt["config"] == tiny_cfg
+    stats = json.load(open(os.path.join(out, "stats.json")))
+    assert stats["epoch"] == 2 and set(STAT_NAMES) <= set(stats)
+    assert result["stats"]["AP"] == stats["AP"] and result["step"] == 4
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(tiny_cfg, tmp_path, monkeypatch):
+    cfg = merge_config(tiny_cfg, {"train": {"epochs": 3, "eval_every": 0, "output_dir": str(tmp_path / "straight")}})
+    train(cfg)
+    straight = load_checkpoint(str(tmp_path / "straight" / "checkpoint_last.pt"))
+
+    # Interrupt in the middle of epoch 2 (after its first batch).
+    interrupted = merge_config(cfg, {"train": {"output_dir": str(tmp_path / "resumed")}})
+    build = train_mod.build_dataloader
+
+    def flaky(*args, **kw):
+        loader = build(*args, **kw)
+        epoch = kw.get("seed", 0) % 100_003  # the val loader has no seed: epoch 0
+
+        def gen():
+            for i, batch in enumerate(loader):
+                if epoch == 2 and i == 1:
+                    raise _Interrupt
+                yield batch
+
+        class Wrapped:
+            def __iter__(self):
+                return gen()
+
+            def __len__(self):
+                return len(loader)
+
+        return Wrapped()
+
+    monkeypatch.setattr(train_mod, "build_dataloader", flaky)
+    with pytest.raises(_Interrupt):
+        train(interrupted)
+    monkeypatch.setattr(train_mod, "build_dataloader", build)
+    assert load_checkpoint(str(tmp_path / "resumed" / "checkpoint_last.pt"))["epoch"] == 1
+
+    train(merge_config(interrupted, {"train": {"resume": "last"}}))
+    resumed = load_checkpoint(str(tmp_path / "resumed" / "checkpoint_last.pt"))
+    assert resumed["epoch"] == 3 and resumed["step"] == straight["step"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert resumed["scheduler"] == straight["scheduler"]
+    for a, b in zip(straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # The interrupted epoch's rows were dropped: each epoch is logged once.
+    epochs = [int(r["epoch"]) for r in _rows(tmp_path / "resumed")]
+    assert epochs == [int(r["epoch"]) for r in _rows(tmp_path / "straight")]
+
+
+def test_resume_with_a_different_loss_is_refused(tiny_cfg):
+    cfg = merge_config(tiny_cfg, {"train": {"epochs": 1, "eval_every": 0}})
+    train(cfg)
+    with pytest.raises(ValueError, match="different loss settings .*loss.box_loss"):
+        train(merge_config(cfg, {"loss": {"box_loss": "giou"}, "train": {"resume": "last", "epochs": 2}}))
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        train(merge_config(cfg, {"train": {"resume": "/nonexistent/ckpt.pt"}}))
+
+
+def _nan_losses(count):
+    """A compute_losses that returns NaN for its first ``count`` calls."""
+    original, calls = Detector.compute_losses, [0]
+
+    def compute(self, *args, **kw):
+        losses = original(self, *args, **kw)
+        calls[0] += 1
+        if calls[0] <= count:
+            losses = {k: v * float("nan") for k, v in losses.items()}
+        return losses
+
+    return compute
+
+
+def test_a_non_finite_loss_is_skipped_and_counted(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(Detector, "compute_losses", _nan_losses(1))
+    result = train(merge_config(tiny_cfg, {"train": {"eval_every": 0}}))
+    assert result["nonfinite_steps"] == 1 and result["step"] == 3
+
+
+def test_training_stops_after_non_finite_losses_in_a_row(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(Detector, "compute_losses", _nan_losses(100))
+    cfg = merge_config(tiny_cfg, {"train": {"max_nonfinite": 3, "epochs": 3}})
+    with pytest.raises(TrainingError, match="not finite in 3 steps in a row"):
+        train(cfg)
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the (letterboxed) ground truth of each batch, in loader order."""
+
+    def __init__(self, loader):
+        super().__init__()
+        self.queue = [targets for _, targets in loader]
+
+    def predict(self, images):
+        targets = self.queue.pop(0)
+        return [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in targets]
+
+
+def test_predict_coco_maps_back_to_original_pixels_exactly(tiny_cfg):
+    from boxloss.engine.trainer import prepare_data_paths
+
+    paths = prepare_data_paths(tiny_cfg)
+    ds = CocoDetection(paths["val_ann"], paths["val_images"], build_val_transforms(96))  # 64 px originals -> 96
+    assert any(letterbox_params(tuple(t["orig_size"].tolist()), (96, 96))[1] != (0.0, 0.0) for _, t in ds)
+    loader = build_dataloader(ds, batch_size=3)
+    dets = predict_coco(_Oracle(loader), loader, ds, "cpu")
+    assert {"image_id", "category_id", "bbox", "score"} == set(dets[0])
+    assert {d["category_id"] for d in dets} <= set(ds.category_ids)
+    gt = {a["id"]: a for a in ds.coco.dataset["annotations"]}
+    assert len(dets) == len(gt)
+    result = evaluate_coco(ds.coco, dets)
+    assert result.stats["AP"] == pytest.approx(1.0)
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    import runpy
+    import sys
+
+    main = runpy.run_path("scripts/train_det.py")["main"]
+    cases = [
+        (["--config", "configs/smoke.yaml", "--box-loss", "nope"], "error: bad value loss.box_loss='nope'; accepted:"),
+        (["--config", str(tmp_path / "missing.yaml")], "error: config file not found"),
+        (["--config", "configs/smoke.yaml", "--set", "optim.lr=0"], "error: bad value optim.lr=0; accepted: a number > 0"),
+        (["--config", "configs/smoke.yaml", "train.epochs=0"], "error: bad value train.epochs=0"),
+        (["--train-ann", str(tmp_path / "a.json"), "--train-images", str(tmp_path), "--val-ann", str(tmp_path / "b.json"),
+          "--val-images", str(tmp_path), "--output-dir", str(tmp_path / "run")], "error: data.train_ann: annotation file not found"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1, err
+    assert sys.modules  # the script ran in-process: no traceback, just the line
+
+
+def test_script_exit_status(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "scripts/train_det.py", "--config", "configs/smoke.yaml", "--box-loss", "x"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
