@@ -240,6 +240,9 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
     """
     train_fn = train_fn or _train
     epochs = base_cfg.get("train", {}).get("epochs")
+    if base_cfg.get("train", {}).get("eval_every") == 0:
+        raise ValueError("train.eval_every=0 never evaluates, and the sweep needs each run's final evaluation; "
+                         "set train.eval_every >= 1 (the last epoch is always evaluated)")
     status = {}
     for loss, seed in runs:
         d = run_dir(out_dir, loss, seed)
@@ -292,7 +295,7 @@ def _val_coco(cfg: dict):
     """pycocotools COCO of the checked validation annotations of ``cfg`` (the synthetic set's when
     no paths are given: generated on first use, as training does)."""
     from ..data import CocoDetection
-    from .train import prepare_data_paths
+    from .trainer import prepare_data_paths
 
     paths = prepare_data_paths(cfg)
     return CocoDetection(paths["val_ann"], paths["val_images"]).coco

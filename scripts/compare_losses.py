@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Which box loss should my detector use, on my data? Train one detector per (loss, seed) with
+everything else identical, evaluate each (COCO mAP), and write a report with tables and plots.
+
+    python scripts/compare_losses.py --config configs/quick.yaml --losses smooth_l1,iou,giou,diou,ciou --seeds 3 \\
+        --output-dir runs/compare
+    python scripts/compare_losses.py --config configs/default.yaml --train-ann A.json --train-images imgs/ \\
+        --val-ann B.json --val-images imgs/ --output-dir runs/mydata
+
+Writes into --output-dir: one engine run folder per ``<loss>/seed<k>/``, then ``report.md``, ``report.json``,
+``report.csv``, ``ap_per_loss.png``, ``pr_curves.png``, ``training_curves.png``; prints the per-loss table.
+
+Resumable: run the same command again after an interruption. Finished runs are reused, an interrupted
+run resumes from its ``checkpoint_last.pt``, a run changed in config is refused (use a new folder).
+
+Several processes or GPUs: give each process a disjoint part, then write the report once all are done::
+
+    CUDA_VISIBLE_DEVICES=0 python scripts/compare_losses.py --config C --output-dir D --shard 0/2 &
+    CUDA_VISIBLE_DEVICES=1 python scripts/compare_losses.py --config C --output-dir D --shard 1/2 &
+    wait; python scripts/compare_losses.py --config C --output-dir D --report-only
+
+``--only loss=ciou,seed=1`` (repeat a key to pick several: ``loss=iou,loss=giou``) runs a chosen part.
+All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
+(NFS) from several machines work too; each run folder is locked by the process training it.
+
+All logic lives in ``boxloss.engine.sweep`` (training, resume, locks) and ``boxloss.evaluation``
+(COCO evaluation, report, plots).
+"""
+
+import argparse
+import logging
+import sys
+
+from boxloss.boxes import available_box_losses
+from boxloss.data import DatasetError
+from boxloss.engine import ConfigError, TrainingError, load_config
+from boxloss.engine.sweep import build_report, missing_runs, plan_runs, run_sweep, select_runs
+from boxloss.evaluation.report import format_table, noise_summary
+
+DEFAULT_LOSSES = "smooth_l1,iou,giou,diou,ciou"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="box losses: " + ", ".join(available_box_losses()))
+    p.add_argument("--config", required=True, help="YAML config (configs/smoke.yaml, configs/quick.yaml, configs/default.yaml)")
+    p.add_argument("--losses", default=DEFAULT_LOSSES, help=f"comma-separated box losses (default {DEFAULT_LOSSES})")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per loss: 0..N-1 (default 3)")
+    p.add_argument("--output-dir", default="runs/compare", help="sweep folder (default runs/compare)")
+    p.add_argument("--train-ann", help="COCO json of the training split (data.train_ann)")
+    p.add_argument("--train-images", help="image folder of the training split (data.train_images)")
+    p.add_argument("--val-ann", help="COCO json of the validation split (data.val_ann)")
+    p.add_argument("--val-images", help="image folder of the validation split (data.val_images)")
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--device", help="cpu | cuda | auto (train.device)")
+    p.add_argument("--backend", choices=("pycocotools", "faster-coco-eval"), default="pycocotools",
+                   help="COCO evaluator for the report (default pycocotools, the reference)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.01")
+    p.add_argument("--only", default=None, metavar="loss=L,seed=S", help="run only these runs, e.g. loss=ciou,seed=1")
+    p.add_argument("--shard", default=None, metavar="I/N", help="run every N-th run starting at I (0-based)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; write the report from finished runs")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and the sweep's own lines only")
+    return p.parse_args(argv)
+
+
+def parse_only(text: str | None) -> dict | None:
+    """``"loss=ciou,seed=1"`` -> ``{"loss": ["ciou"], "seed": [1]}``."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in ("loss", "seed"):
+            raise ValueError(f"--only {text!r}: expected loss=NAME and/or seed=K, comma-separated")
+        out.setdefault(key, []).append(int(value) if key == "seed" else value.strip())
+    return out
+
+
+def parse_shard(text: str | None):
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    return i, n
+
+
+def build_config(args) -> dict:
+    extra = {}
+    flags = {("data", "train_ann"): args.train_ann, ("data", "train_images"): args.train_images,
+             ("data", "val_ann"): args.val_ann, ("data", "val_images"): args.val_images,
+             ("train", "epochs"): args.epochs, ("train", "device"): args.device}
+    for (section, key), value in flags.items():
+        if value is not None:
+            extra.setdefault(section, {})[key] = value
+    return load_config(args.config, list(args.set), extra=extra)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        losses = [name.strip() for name in args.losses.split(",") if name.strip()]
+        unknown = [name for name in losses if name not in available_box_losses()]
+        if unknown or not losses:
+            raise ValueError(f"--losses: unknown box loss(es) {unknown}; accepted: {', '.join(available_box_losses())}")
+        if args.seeds < 1:
+            raise ValueError("--seeds must be >= 1")
+        cfg = build_config(args)
+        if args.quiet:
+            cfg["train"]["progress"] = False
+        runs = plan_runs(losses, args.seeds)
+        mine = select_runs(runs, only=parse_only(args.only), shard=parse_shard(args.shard))
+        if not args.report_only:
+            status = run_sweep(cfg, mine, args.output_dir, backend=args.backend)
+            locked = [f"{l} seed {s}" for (l, s), v in status.items() if v == "locked"]
+            if locked:
+                print(f"[sweep] busy in another process, skipped: {', '.join(locked)}")
+        missing = missing_runs(runs, args.output_dir)
+        if missing:
+            print(f"[sweep] {len(runs) - len(missing)}/{len(runs)} runs finished; still missing: "
+                  + ", ".join(f"{l} seed {s}" for l, s in missing)
+                  + ". When every part is done: the same command with --report-only.")
+            return 0 if not args.report_only else 1
+        out = build_report(cfg, runs, args.output_dir)
+    except (ConfigError, DatasetError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (TrainingError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+    print()
+    print(format_table(out["summary"]))
+    print()
+    note = noise_summary(out["summary"])
+    if note:
+        print(note)
+    print(f"report: {out['md']} (+ report.json, report.csv, PNG plots in {args.output_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The real thing on the smoke config: compare_losses.py (2 losses x 1 seed, then reuse, then a real
+resume), and eval_det.py on one of its checkpoints. About a minute and a half on 2 CPU cores."""
+
+import csv
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+from boxloss.engine import load_config, train
+from boxloss.engine.sweep import run_dir, run_state
+from boxloss.evaluation import STAT_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+pytestmark = pytest.mark.slow
+
+
+def script(name):
+    return runpy.run_path(str(ROOT / "scripts" / name))["main"]
+
+
+def in_range(v):
+    return v == -1 or 0.0 <= v <= 1.0
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def common(cache):
+    return ["--set", f"data.cache_dir={cache}", "train.progress=false", "train.tensorboard=false", "train.device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("sweep")
+    main = script("compare_losses.py")
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache)]) == 0
+    return out, main
+
+
+def test_smoke_sweep_writes_every_file(sweep, capsys):
+    out, _ = sweep
+    for name in ("report.md", "report.json", "report.csv", "ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in ("ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((out / "report.json").read_text())
+    assert list(doc["losses"]) == ["iou", "ciou"]
+    assert doc["config"]["data"]["image_size"] == 128 and "torch" in doc["versions"]
+    for loss, entry in doc["losses"].items():
+        for name in STAT_NAMES:
+            assert in_range(entry[name]["mean"]) and len(entry[name]["runs"]) == 1, (loss, name)
+            assert entry[name]["std"] is None  # one seed
+        assert entry["train_time_s"]["mean"] > 0 and entry["final_train_loss"]["mean"] > 0
+        assert entry["per_class"] and all(in_range(a["mean"]) for a in entry["per_class"].values())
+    assert all(r["diagnosis"] for r in doc["runs"])
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert [r["loss"] for r in rows] == ["iou", "ciou"] and all(in_range(float(r["AP_mean"])) for r in rows)
+    md = (out / "report.md").read_text()
+    assert "| iou | 1 |" in md and "## Per-class AP" in md and "## Runs and training-curve diagnosis" in md
+    for d in (run_dir(out, "iou", 0), run_dir(out, "ciou", 0)):
+        result = json.loads((d / "result.json").read_text())
+        engine_stats = json.loads((d / "stats.json").read_text())
+        # the sweep's own evaluation of the final detections agrees with the engine's last evaluation
+        assert {k: result["stats"][k] for k in STAT_NAMES} == pytest.approx({k: engine_stats[k] for k in STAT_NAMES})
+        assert len(result["pr"]["0.5"]) == 101
+
+
+def test_second_pass_reuses_and_prints_the_table(sweep, cache, capsys):
+    out, main = sweep
+    before = (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache)]) == 0
+    text = capsys.readouterr().out
+    assert "iou seed 0: done, reused" in text and "| loss | seeds | AP |" in text
+    assert (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns == before
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "--report-only",
+                 *common(cache)]) == 0
+    # a changed config is refused, not silently mixed with old runs
+    assert main(["--config", SMOKE, "--losses", "iou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache),
+                 "optim.lr=0.02"]) == 1
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_from_checkpoint(tmp_path, cache, capsys):
+    # Simulate an interruption after epoch 1 of 2: train the run folder for 1 epoch, as the engine would
+    # have left it (checkpoint_last.pt of epoch 1, stats.json of epoch 1).
+    out = tmp_path / "sweep"
+    d = run_dir(out, "giou", 0)
+    cfg = load_config(SMOKE, ["train.epochs=1", f"data.cache_dir={cache}", "train.progress=false",
+                              "train.tensorboard=false", "train.device=cpu", "loss.box_loss=giou", f"train.output_dir={d}"])
+    train(cfg)
+    assert run_state(d, epochs=2) == "partial"
+    main = script("compare_losses.py")
+    assert main(["--config", SMOKE, "--losses", "giou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache)]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    log = list(csv.DictReader(open(d / "log.csv")))
+    assert sorted({r["epoch"] for r in log}) == ["1", "2"]
+    assert len([r for r in log if r["kind"] == "eval"]) == 2  # epoch 1 kept once, epoch 2 appended
+    assert json.loads((d / "stats.json").read_text())["epoch"] == 2
+
+
+def test_only_and_shard_flags_pick_runs(tmp_path, cache, capsys):
+    main = script("compare_losses.py")
+    out = tmp_path / "sweep"
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "--report-only",
+                 *common(cache)]) == 1
+    assert "still missing: iou seed 0, ciou seed 0" in capsys.readouterr().out
+    assert main(["--config", SMOKE, "--losses", "iou", "--only", "loss=ciou", "--output-dir", str(out), *common(cache)]) == 0
+    assert "0/3 runs finished" in capsys.readouterr().out  # nothing selected: nothing trained
+    assert main(["--config", SMOKE, "--losses", "nope", "--output-dir", str(out)]) == 2
+    assert main(["--config", SMOKE, "--shard", "3/2", "--output-dir", str(out)]) == 2
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+def test_eval_det_reproduces_the_final_evaluation(sweep, tmp_path, backend, capsys):
+    if backend == "faster-coco-eval":
+        pytest.importorskip("faster_coco_eval")
+    out, _ = sweep
+    d = run_dir(out, "ciou", 0)
+    main = script("eval_det.py")
+    assert main(["--checkpoint", str(d / "checkpoint_last.pt"), "--output-dir", str(tmp_path), "--device", "cpu",
+                 "--backend", backend]) == 0
+    text = capsys.readouterr().out
+    assert "(   AP)" in text and "AR100" in text and "class" in text
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    engine = json.loads((d / "stats.json").read_text())
+    assert {k: stats[k] for k in STAT_NAMES} == pytest.approx({k: engine[k] for k in STAT_NAMES}, abs=1e-12)
+    assert set(stats["per_class"]) and json.loads((tmp_path / "detections.json").read_text())
+
+
+def test_eval_det_errors(tmp_path, sweep, capsys):
+    main = script("eval_det.py")
+    assert main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    out, _ = sweep
+    ck = str(run_dir(out, "iou", 0) / "checkpoint_last.pt")
+    assert main(["--checkpoint", ck, "--val-ann", "x.json"]) == 2
+    assert "both --val-ann and --val-images" in capsys.readouterr().err
