@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ._checks import broadcast_shape, check_positive, check_tensor, compute_dtype, prepare_weight, reduce_loss
+from .fused import fused_smooth_l1
 
 
 def smooth_l1_loss(
@@ -26,29 +27,38 @@ def smooth_l1_loss(
     reduction: str = "mean",
     weight: Tensor | None = None,
     avg_factor=None,
+    impl: str | None = None,
 ) -> Tensor:
     """Element-wise Smooth L1 between `pred` and `target` of any broadcastable shape (usually `[..., 4]`).
 
     `weight`: same shape as the loss (per coordinate) or the loss shape without its last dim (per box).
     "mean" averages over all elements, like `torch.nn.functional.smooth_l1_loss`.
     Returns float32 (float64 if an input is float64).
+    `impl`: "auto" | "fused" | "reference" (None: the module default), as for the IoU losses; the fused
+    kernel (one pass forward, one backward) runs on CPU, other devices use the reference path.
     """
     check_tensor("pred", pred)
     check_tensor("target", target)
     broadcast_shape(pred, target, ("pred", "target"))
     check_positive("beta", beta, allow_zero=True)
     dtype = compute_dtype(pred, target)
-    diff = (pred.to(dtype) - target.to(dtype)).abs()
-    if beta == 0:
-        loss = diff
-    else:
-        loss = torch.where(diff < beta, (0.5 / beta) * diff * diff, diff - 0.5 * beta)
+    loss = fused_smooth_l1(pred, target, beta, impl=impl)
+    if loss is None:
+        diff = (pred.to(dtype) - target.to(dtype)).abs()
+        if beta == 0:
+            loss = diff
+        else:
+            loss = torch.where(diff < beta, (0.5 / beta) * diff * diff, diff - 0.5 * beta)
     weight = prepare_weight(weight, loss.shape, dtype, per_box_fold="expand")
     if weight is not None:
         loss = loss * weight
     return reduce_loss(loss, reduction, avg_factor)
 
 
-def l1_loss(pred: Tensor, target: Tensor, *, reduction: str = "mean", weight=None, avg_factor=None) -> Tensor:
+def l1_loss(
+    pred: Tensor, target: Tensor, *, reduction: str = "mean", weight=None, avg_factor=None, impl=None
+) -> Tensor:
     """L1 loss |pred - target|: `smooth_l1_loss` with beta=0."""
-    return smooth_l1_loss(pred, target, beta=0.0, reduction=reduction, weight=weight, avg_factor=avg_factor)
+    return smooth_l1_loss(
+        pred, target, beta=0.0, reduction=reduction, weight=weight, avg_factor=avg_factor, impl=impl
+    )

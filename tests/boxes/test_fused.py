@@ -349,3 +349,50 @@ def test_compile_fullgraph_aot_eager():
     ref.backward()
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-8)
+
+
+# ---------------------------------------------------------------- Smooth L1 / L1
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_smooth_l1_agrees_with_reference(beta, dtype):
+    from boxloss.boxes import smooth_l1_loss
+
+    g = torch.Generator().manual_seed(21)
+    pred = torch.randn(500, 4, generator=g, dtype=torch.float64)
+    target = pred + torch.randn(500, 4, generator=g, dtype=torch.float64) * torch.rand(500, 1, generator=g, dtype=torch.float64)
+    target[:20] = pred[:20]  # zero difference: gradient 0, as torch's abs
+    pred, target = pred.to(dtype), target.to(dtype)
+    w = torch.rand(500, generator=g)
+    out = []
+    for impl in ("fused", "reference"):
+        p, t = pred.clone().requires_grad_(True), target.clone().requires_grad_(True)
+        loss = smooth_l1_loss(p, t, beta=beta, reduction="none", impl=impl)
+        (loss * torch.linspace(0.5, 2, loss.numel(), dtype=loss.dtype).reshape(loss.shape)).sum().backward()
+        weighted = smooth_l1_loss(pred, target, beta=beta, weight=w, avg_factor=7.0, impl=impl)
+        out.append((loss.detach(), p.grad, t.grad, weighted))
+    for a, b in zip(*out):
+        _close(a, b, 1e-6 if dtype != torch.float64 else 1e-12)
+    assert out[0][0].dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert (out[0][1][:20] == 0).all()
+
+
+def test_smooth_l1_broadcast_empty_gradcheck_compile():
+    from boxloss.boxes import l1_loss, smooth_l1_loss
+
+    g = torch.Generator().manual_seed(22)
+    pred = torch.randn(3, 10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda a, b: smooth_l1_loss(a, b, beta=0.5, reduction="none", impl="fused")
+    assert torch.autograd.gradcheck(fn, (pred, target))
+    assert torch.autograd.gradcheck(lambda a, b: l1_loss(a, b, reduction="sum", impl="fused"), (pred, target))
+    e = torch.zeros(0, 4, requires_grad=True)
+    z = smooth_l1_loss(e, torch.zeros(0, 4), impl="fused")
+    assert z.item() == 0.0 and z.requires_grad
+    z.backward()
+    torch._dynamo.reset()
+    c = torch.compile(lambda a, b: smooth_l1_loss(a, b, beta=0.5), fullgraph=True, backend="eager")
+    x = pred.detach().float().requires_grad_(True)
+    torch.testing.assert_close(c(x, target.detach().float()), smooth_l1_loss(x, target.detach().float(), beta=0.5))
+    assert get_box_loss("smooth_l1", impl="reference")(x, target.detach().float()).requires_grad

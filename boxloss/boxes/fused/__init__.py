@@ -104,6 +104,70 @@ def _cpu_forward(p: Tensor, t: Tensor, cfg: tuple) -> Tensor:
     return out
 
 
+class _CpuSmoothL1(torch.autograd.Function):
+    """Element-wise Smooth L1 of flat contiguous fp32/fp64 tensors; cfg = (dtype code, beta)."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, cfg: tuple) -> Tensor:
+        out = _cpu_smooth_l1_forward(p, t, cfg)
+        ctx.save_for_backward(p, t)
+        ctx.cfg = cfg
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        p, t = ctx.saved_tensors
+        grad = grad.to(p.dtype)
+        if grad.dim() != 1 or grad.stride(0) not in (0, 1):
+            grad = grad.contiguous()
+        gstride = grad.stride(0) if grad.numel() > 1 else 0
+        gp = torch.empty_like(p) if ctx.needs_input_grad[0] else None
+        gt = torch.empty_like(t) if ctx.needs_input_grad[1] else None
+        dtype, beta = ctx.cfg
+        rc = _cpu.library().bl_smooth_l1_bwd(
+            dtype, p.numel(), p.data_ptr(), t.data_ptr(), grad.data_ptr(), gstride,
+            gp.data_ptr() if gp is not None else None, gt.data_ptr() if gt is not None else None, beta,
+            torch.get_num_threads(),
+        )
+        if rc != 0:
+            raise RuntimeError(f"boxloss CPU smooth L1 backward kernel failed (code {rc})")
+        return gp, gt, None
+
+
+def _cpu_smooth_l1_forward(p: Tensor, t: Tensor, cfg: tuple) -> Tensor:
+    out = torch.empty(p.numel(), dtype=p.dtype)
+    rc = _cpu.library().bl_smooth_l1_fwd(cfg[0], p.numel(), p.data_ptr(), t.data_ptr(), out.data_ptr(), cfg[1],
+                                         torch.get_num_threads())
+    if rc != 0:
+        raise RuntimeError(f"boxloss CPU smooth L1 forward kernel failed (code {rc})")
+    return out
+
+
+def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | None = None) -> Tensor | None:
+    """Element-wise Smooth L1 (unreduced, broadcast shape) through the fused CPU kernel, or None where the
+    caller should use the reference path (impl="reference", torch.compile, non-CPU tensors with "auto").
+    Arguments are checked by the caller (`smooth_l1.smooth_l1_loss`)."""
+    impl = _default_impl if impl is None else impl
+    check_choice("impl", impl, IMPLS)
+    if impl == "reference" or torch.compiler.is_compiling():
+        return None
+    if pred.device.type != "cpu" or target.device.type != "cpu":
+        return _unavailable(impl, "the fused Smooth L1 kernel runs on CPU only (CUDA uses the reference path)")
+    lib = _cpu.library()
+    if lib is None:
+        return _unavailable(impl, "the CPU kernel library could not be built (see the earlier warning)")
+    dtype = compute_dtype(pred, target)
+    shape = pred.shape if pred.shape == target.shape else broadcast_shape(pred, target, ("pred", "target"))
+    p, t = pred.to(dtype), target.to(dtype)
+    p = (p if p.shape == shape else p.expand(shape)).reshape(-1).contiguous()
+    t = (t if t.shape == shape else t.expand(shape)).reshape(-1).contiguous()
+    cfg = (_DTYPES[dtype], float(beta))
+    if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
+        return _CpuSmoothL1.apply(p, t, cfg).view(shape)
+    return _cpu_smooth_l1_forward(p, t, cfg).view(shape)
+
+
 def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, torch.Size]:
     """Cast to the compute dtype, broadcast, and view as [N, 4] contiguous (copies only when needed)."""
     # torch.broadcast_shapes costs ~30 us: skip it in the common case of equal shapes
@@ -178,6 +242,7 @@ __all__ = [
     "IMPLS",
     "cpu_kernels_available",
     "fused_overlap_loss",
+    "fused_smooth_l1",
     "get_default_impl",
     "set_default_impl",
 ]

@@ -75,6 +75,10 @@ def _load(path: str):
     lib.bl_overlap_bwd.restype = _INT
     lib.bl_simulate.argtypes = [_INT, _INT, _INT, _DBL, _I64, _VOID_P, _VOID_P, _INT, _VOID_P, _VOID_P, _INT]
     lib.bl_simulate.restype = _INT
+    lib.bl_smooth_l1_fwd.argtypes = [_INT, _I64, _VOID_P, _VOID_P, _VOID_P, _DBL, _INT]
+    lib.bl_smooth_l1_fwd.restype = _INT
+    lib.bl_smooth_l1_bwd.argtypes = [_INT, _I64, _VOID_P, _VOID_P, _VOID_P, _I64, _VOID_P, _VOID_P, _DBL, _INT]
+    lib.bl_smooth_l1_bwd.restype = _INT
     return lib
 
 

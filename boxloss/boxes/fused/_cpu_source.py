@@ -332,9 +332,59 @@ int bwd_kind(int kind, int fmt, int64_t n, const void* p, const void* t, const v
   return 1;
 }
 
+// Smooth L1, element-wise: |d| < beta ? 0.5 d^2 / beta : |d| - 0.5 beta (beta = 0: |d|), d = p - t.
+template <typename T>
+void smooth_l1_fwd(int64_t n, const T* p, const T* t, T* out, T beta, int nthreads) {
+  const int nt = pick_threads(n, nthreads);
+  const T half_over_beta = beta > T(0) ? T(0.5) / beta : T(0), half_beta = T(0.5) * beta;
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = std::fabs(p[i] - t[i]);
+    out[i] = beta > T(0) ? (x < beta ? half_over_beta * x * x : x - half_beta) : x;
+  }
+}
+
+template <typename T>
+void smooth_l1_bwd(int64_t n, const T* p, const T* t, const T* gout, int64_t gstride, T* gp, T* gt, T beta,
+                   int nthreads) {
+  const int nt = pick_threads(n, nthreads);
+  const T half_over_beta = beta > T(0) ? T(0.5) / beta : T(0);
+#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = p[i] - t[i];
+    const T x = std::fabs(d);
+    const T g = gout[i * gstride];
+    const T gx = beta > T(0) && x < beta ? g * (half_over_beta * x) + g * x * half_over_beta : g;
+    const T sg = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));  // torch's abs backward: sign, 0 at 0
+    const T r = gx * sg;
+    if (gp) gp[i] = r;
+    if (gt) gt[i] = -r;
+  }
+}
+
 }  // namespace
 
 extern "C" {
+
+int bl_smooth_l1_fwd(int dtype, int64_t n, const void* p, const void* t, void* out, double beta, int nthreads) {
+  if (dtype == 0) smooth_l1_fwd<float>(n, (const float*)p, (const float*)t, (float*)out, float(beta), nthreads);
+  else if (dtype == 1) smooth_l1_fwd<double>(n, (const double*)p, (const double*)t, (double*)out, beta, nthreads);
+  else return 1;
+  return 0;
+}
+
+int bl_smooth_l1_bwd(int dtype, int64_t n, const void* p, const void* t, const void* g, int64_t gstride, void* gp,
+                     void* gt, double beta, int nthreads) {
+  if (dtype == 0)
+    smooth_l1_bwd<float>(n, (const float*)p, (const float*)t, (const float*)g, gstride, (float*)gp, (float*)gt,
+                         float(beta), nthreads);
+  else if (dtype == 1)
+    smooth_l1_bwd<double>(n, (const double*)p, (const double*)t, (const double*)g, gstride, (double*)gp,
+                          (double*)gt, beta, nthreads);
+  else return 1;
+  return 0;
+}
+
 
 int bl_version() { return 2; }
 
