@@ -18,7 +18,8 @@ included):
   freed memory and the peak is under-counted). Linux only.
 
 torchvision has no plain IoU loss; its row "iou" uses `torchvision.ops._utils._loss_inter_union`, the
-helper its GIoU/DIoU/CIoU losses call, as `1 - inter / union`.
+helper its GIoU/DIoU/CIoU losses call, as `1 - inter / union`. For "smooth_l1" the baseline column
+is `torch.nn.functional.smooth_l1_loss(beta=1)` (torchvision has none).
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ import time
 
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, smooth_l1_loss
 
-LOSSES = ("iou", "giou", "diou", "ciou")
+LOSSES = ("iou", "giou", "diou", "ciou", "smooth_l1")
 IMPLS = ("torchvision", "reference", "fused")
-_OURS = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
+_OURS = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss, "smooth_l1": smooth_l1_loss}
 
 
 def _torchvision_fn(name):
+    if name == "smooth_l1":  # no torchvision op: torch's own one-kernel F.smooth_l1_loss is the baseline
+        import torch.nn.functional as F
+
+        return lambda p, t: F.smooth_l1_loss(p, t, beta=1.0)
     try:
         from torchvision import ops
     except Exception:  # noqa: BLE001
