@@ -148,6 +148,15 @@ def _warmup_factor(step: int, cfg: dict) -> float:
     return f0 + (1.0 - f0) * step / w
 
 
+def _time_factor(elapsed_s: float, cfg: dict) -> float:
+    """With ``train.time_budget_s``: the cosine schedule over wall-clock time instead of epochs."""
+    budget = cfg["train"]["time_budget_s"]
+    if not budget or cfg["schedule"]["name"] == "none":
+        return 1.0
+    m = cfg["schedule"]["min_lr_factor"]
+    return m + (1 - m) * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed_s / budget)))
+
+
 def _resolve_resume(cfg: dict) -> str | None:
     resume = cfg["train"]["resume"]
     if not resume:
@@ -215,7 +224,9 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
+    budget = t["time_budget_s"]
+    # With a time budget the learning rate follows the clock (_time_factor), not the epoch schedule.
+    scheduler = None if budget else build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
     start_epoch, step, best_ap, elapsed_before, nonfinite_total = 0, 0, -1.0, 0.0, 0
@@ -246,7 +257,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
 
     start_time = time.perf_counter()
     elapsed = lambda: elapsed_before + time.perf_counter() - start_time  # noqa: E731
-    stats, rates, nonfinite_run = None, [], 0
+    stats, rates, nonfinite_run, out_of_time = None, [], 0, False
     for epoch in range(start_epoch + 1, t["epochs"] + 1):
         # A fresh loader per epoch, seeded by (seed, epoch): order and augmentation depend only on the
         # epoch, so a resumed run sees exactly the batches the uninterrupted one would have.
@@ -261,7 +272,14 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         bar = tqdm(loader, desc=f"epoch {epoch}/{t['epochs']}", disable=not (main and t["progress"]),
                    dynamic_ncols=True, leave=False)
         for i, (images, targets) in enumerate(bar):
-            factor = _warmup_factor(step, cfg)
+            if budget:
+                over = torch.tensor(float(elapsed() >= budget), device=device)
+                if world > 1:  # rank 0's clock decides, so that all ranks stop at the same step
+                    torch.distributed.broadcast(over, 0)
+                if bool(over):
+                    out_of_time = True
+                    break
+            factor = _warmup_factor(step, cfg) * _time_factor(elapsed(), cfg)
             for g, lr in zip(optimizer.param_groups, sched_lrs):
                 g["lr"] = lr * factor
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
@@ -323,7 +341,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             scheduler.step()
 
         every = t["eval_every"]
-        if every and (epoch % every == 0 or epoch == t["epochs"]):
+        if every and (epoch % every == 0 or epoch == t["epochs"] or out_of_time):
             dets, val_losses = run_inference(ddp_model, val_loader, val_ds, device, with_loss=True, amp_dtype=amp_dtype)
             if main:
                 stats = evaluate_detections(val_ds.coco, dets, cfg["eval"]["backend"])
@@ -350,6 +368,10 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
             if improved:
                 save_checkpoint(state, os.path.join(out_dir, "checkpoint_best.pt"))
         barrier()
+        if out_of_time:
+            if main:
+                logger.info("time budget of %.0f s used up in epoch %d (step %d)", budget, epoch, step)
+            break
 
     if log is not None:
         log.close()

@@ -183,3 +183,12 @@ def test_script_exit_status(tmp_path):
     proc = subprocess.run([sys.executable, "scripts/train_det.py", "--config", "configs/smoke.yaml", "--box-loss", "x"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
+
+
+def test_time_budget_stops_training_and_evaluates(tiny_cfg):
+    cfg = merge_config(tiny_cfg, {"train": {"epochs": 50, "time_budget_s": 1.5, "eval_every": 10}})
+    result = train(cfg)
+    ckpt = load_checkpoint(os.path.join(cfg["train"]["output_dir"], "checkpoint_last.pt"))
+    assert ckpt["epoch"] < 50 and result["stats"] is not None
+    evals = [r for r in _rows(cfg["train"]["output_dir"]) if r["kind"] == "eval"]
+    assert len(evals) >= 1 and int(evals[-1]["epoch"]) == ckpt["epoch"]
