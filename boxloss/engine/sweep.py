@@ -264,7 +264,8 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
                 t0 = time.time()
                 train_fn(run_config(base_cfg, loss, seed, d, resume))
                 log(f"[sweep] {loss} seed {seed}: trained in {time.time() - t0:.0f} s")
-                if run_state(d, epochs) != "trained":
+                # With train.time_budget_s the engine may stop before train.epochs: a normal return is the end.
+                if run_state(d, None if cfg.get("train", {}).get("time_budget_s") else epochs) != "trained":
                     raise RuntimeError(f"training of {loss} seed {seed} ended without detections.json/stats.json in {d}")
                 status[loss, seed] = "done"
             else:
