@@ -60,7 +60,7 @@ DEFAULTS: dict = {
         "epochs": 12, "batch_size": 16, "workers": 1, "eval_every": 1, "log_every": 10, "amp": "none",
         "clip_grad": 10.0, "seed": 0, "device": "auto", "output_dir": "runs/default", "resume": None,
         "max_nonfinite": 5, "deterministic": False, "threads": 0, "channels_last": True, "progress": True,
-        "tensorboard": True, "time_budget_s": 0,
+        "tensorboard": True, "time_budget_s": 0, "budget_clock": "wall",
     },
     "eval": {"backend": "pycocotools", "batch_size": 16},
 }
@@ -284,6 +284,7 @@ def validate_config(cfg: dict) -> dict:
     _number(cfg, "train.max_nonfinite", 1, integer=True)
     _number(cfg, "train.threads", 0, integer=True)
     _number(cfg, "train.time_budget_s", 0)
+    _choice(cfg, "train.budget_clock", ("wall", "process"))
     if cfg["train"]["time_budget_s"] and cfg["schedule"]["name"] not in ("cosine", "none"):
         _fail("schedule.name", cfg["schedule"]["name"], "cosine or none when train.time_budget_s is set")
     for key in ("deterministic", "channels_last", "progress", "tensorboard"):

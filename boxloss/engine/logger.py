@@ -11,7 +11,7 @@ import os
 
 from ..evaluation.coco_eval import STAT_NAMES
 
-COLUMNS = ("kind", "epoch", "step", "time_s", "lr", "loss", "loss_cls", "loss_box", "loss_ctr", "images_per_s",
+COLUMNS = ("kind", "epoch", "step", "time_s", "cpu_s", "lr", "loss", "loss_cls", "loss_box", "loss_ctr", "images_per_s",
            "val_loss", "val_loss_cls", "val_loss_box", "val_loss_ctr") + STAT_NAMES
 
 

@@ -229,7 +229,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     scheduler = None if budget else build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
-    start_epoch, step, best_ap, elapsed_before, nonfinite_total = 0, 0, -1.0, 0.0, 0
+    start_epoch, step, best_ap, elapsed_before, cpu_before, nonfinite_total = 0, 0, -1.0, 0.0, 0.0, 0
     if resume_path:
         ckpt = load_checkpoint(resume_path)
         _check_resume_config(cfg, ckpt["config"])
@@ -242,6 +242,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         set_rng_state(ckpt["rng"])
         start_epoch, step, best_ap = ckpt["epoch"], ckpt["step"], ckpt["best_ap"]
         elapsed_before, nonfinite_total = ckpt["elapsed_s"], ckpt["nonfinite_total"]
+        cpu_before = ckpt.get("cpu_s", 0.0)
         if main:
             truncate_log(os.path.join(out_dir, "log.csv"), start_epoch)
             logger.info("resumed from %s at epoch %d (step %d)", resume_path, start_epoch, step)
@@ -256,7 +257,12 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     log = RunLogger(out_dir, t["tensorboard"]) if main else None
 
     start_time = time.perf_counter()
+    start_cpu = time.process_time()
     elapsed = lambda: elapsed_before + time.perf_counter() - start_time  # noqa: E731
+    cpu = lambda: cpu_before + time.process_time() - start_cpu  # noqa: E731
+    # The budget clock: wall seconds, or CPU seconds of this process (all its threads; data-loader
+    # workers not counted), which gives a run on a shared machine what an idle one would give it.
+    clock = cpu if t["budget_clock"] == "process" else elapsed
     stats, rates, nonfinite_run, out_of_time = None, [], 0, False
     for epoch in range(start_epoch + 1, t["epochs"] + 1):
         # A fresh loader per epoch, seeded by (seed, epoch): order and augmentation depend only on the
@@ -273,13 +279,13 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                    dynamic_ncols=True, leave=False)
         for i, (images, targets) in enumerate(bar):
             if budget:
-                over = torch.tensor(float(elapsed() >= budget), device=device)
+                over = torch.tensor(float(clock() >= budget), device=device)
                 if world > 1:  # rank 0's clock decides, so that all ranks stop at the same step
                     torch.distributed.broadcast(over, 0)
                 if bool(over):
                     out_of_time = True
                     break
-            factor = _warmup_factor(step, cfg) * _time_factor(elapsed(), cfg)
+            factor = _warmup_factor(step, cfg) * _time_factor(clock(), cfg)
             for g, lr in zip(optimizer.param_groups, sched_lrs):
                 g["lr"] = lr * factor
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
@@ -321,7 +327,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 now = time.perf_counter()
                 rate = window_images / max(now - window_start, 1e-9)
                 rates.append(rate)
-                row = {"kind": "train", "epoch": epoch, "step": step, "time_s": elapsed(),
+                row = {"kind": "train", "epoch": epoch, "step": step, "time_s": elapsed(), "cpu_s": cpu(),
                        "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate,
                        **{k: v / window_steps for k, v in window.items()}}
                 if main:
@@ -347,7 +353,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 stats = evaluate_detections(val_ds.coco, dets, cfg["eval"]["backend"])
                 _write_json(os.path.join(out_dir, "detections.json"), dets)
                 _write_json(os.path.join(out_dir, "stats.json"), {"epoch": epoch, "step": step, **stats})
-                log.log({"kind": "eval", "epoch": epoch, "step": step, "time_s": elapsed(),
+                log.log({"kind": "eval", "epoch": epoch, "step": step, "time_s": elapsed(), "cpu_s": cpu(),
                          "lr": optimizer.param_groups[0]["lr"], **{"val_" + k: v for k, v in val_losses.items()},
                          **stats})
                 logger.info("epoch %d: AP %.4f AP50 %.4f AP75 %.4f val_loss %.4f", epoch, stats["AP"], stats["AP50"],
@@ -361,7 +367,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "config": copy.deepcopy(cfg),
-                "rng": rng_state(), "best_ap": best_ap, "elapsed_s": elapsed(), "nonfinite_total": nonfinite_total,
+                "rng": rng_state(), "best_ap": best_ap, "elapsed_s": elapsed(), "cpu_s": cpu(), "nonfinite_total": nonfinite_total,
                 "num_classes": num_classes, "category_ids": list(train_ds.category_ids),
             }
             save_checkpoint(state, os.path.join(out_dir, "checkpoint_last.pt"))
@@ -370,7 +376,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
         barrier()
         if out_of_time:
             if main:
-                logger.info("time budget of %.0f s used up in epoch %d (step %d)", budget, epoch, step)
+                logger.info("time budget of %.0f s (%s clock) used up in epoch %d (step %d)", budget, t["budget_clock"], epoch, step)
             break
 
     if log is not None:

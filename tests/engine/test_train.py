@@ -187,6 +187,8 @@ def test_script_exit_status(tmp_path):
 
 def test_time_budget_stops_training_and_evaluates(tiny_cfg):
     cfg = merge_config(tiny_cfg, {"train": {"epochs": 50, "time_budget_s": 1.5, "eval_every": 10}})
+    cfg_cpu = merge_config(cfg, {"train": {"budget_clock": "process", "output_dir": cfg["train"]["output_dir"] + "_cpu"}})
+    assert train(cfg_cpu)["step"] < 50 * 2
     result = train(cfg)
     ckpt = load_checkpoint(os.path.join(cfg["train"]["output_dir"], "checkpoint_last.pt"))
     assert ckpt["epoch"] < 50 and result["stats"] is not None
