@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as scripts/train_det.py: no spinning on a shared CPU
+
 import torch
 
 from boxloss.data import CocoDetection, build_dataloader, build_train_transforms, build_val_transforms

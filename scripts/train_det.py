@@ -12,7 +12,13 @@ reported as one ``error: ...`` line and exit status 2. All logic lives in ``boxl
 
 import argparse
 import logging
+import os
 import sys
+
+# OpenMP threads that spin while waiting burn the CPU other jobs need, and when the machine is shared
+# they wait for each other: training ran 2-3x slower on a busy 2-core machine without this. Must be
+# set before torch loads OpenMP; an explicit OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from boxloss.boxes import available_box_losses
 from boxloss.data import DatasetError
