@@ -230,8 +230,8 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
             ``train.seed``, ``train.output_dir`` and ``train.resume`` change per run (``run_config``).
         runs: (loss, seed) pairs, e.g. ``select_runs(plan_runs(...), shard=(0, 2))``.
         out_dir: the sweep directory.
-        coco_gt: ground truth for the evaluation (pycocotools ``COCO`` or dict); by default built from
-            ``base_cfg["data"]["val_ann"]``.
+        coco_gt: ground truth for the evaluation (pycocotools ``COCO`` or dict); by default the
+            config's validation split (``data.val_ann``, or the synthetic set's).
         train_fn: ``fn(cfg)`` that trains one run into ``cfg["train"]["output_dir"]``, resuming from
             ``cfg["train"]["resume"]`` when set (default: the engine's ``train``); tests pass a fake.
 
@@ -258,6 +258,11 @@ def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "py
             log(f"[sweep] {loss} seed {seed}: another process holds {d / '.lock'}, skipped")
             continue
         try:
+            state = run_state(d, epochs)  # again: another process may have finished it meanwhile
+            if state == "done":
+                check_reusable(d, cfg)
+                status[loss, seed] = "reused"
+                continue
             if state in ("new", "partial"):
                 resume = d / "checkpoint_last.pt" if state == "partial" else None
                 log(f"[sweep] {loss} seed {seed}: {'resuming from ' + str(resume) if resume else 'training'} -> {d}")
