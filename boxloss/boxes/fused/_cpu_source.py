@@ -186,7 +186,7 @@ inline T box_loss(const T* pb, const T* tb, const Prm& prm, T g, T* gp, T* gt, T
   return loss;
 }
 
-inline int pick_threads(int64_t n, int nthreads) { return n < 65536 ? 1 : (nthreads < 1 ? 1 : nthreads); }
+inline int pick_threads(int64_t n, int nthreads) { return n < 262144 ? 1 : (nthreads < 1 ? 1 : nthreads); }
 
 // Loops run in chunks: threads take chunks, each chunk is one `omp simd` loop.
 constexpr int64_t CHUNK = 1024;
@@ -334,32 +334,65 @@ int bwd_kind(int kind, int fmt, int64_t n, const void* p, const void* t, const v
 
 // Smooth L1, element-wise: |d| < beta ? 0.5 d^2 / beta : |d| - 0.5 beta (beta = 0: |d|), d = p - t.
 template <typename T>
+inline T smooth_l1_grad(T p, T t, T g, T beta, T half_over_beta) {
+  const T d = p - t;
+  const T x = std::fabs(d);
+  const T gx = (beta > T(0) && x < beta) ? g * (half_over_beta * x) + g * x * half_over_beta : g;
+  const T sg = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));  // torch's abs backward: sign, 0 at 0
+  return gx * sg;
+}
+
+template <typename T>
 void smooth_l1_fwd(int64_t n, const T* p, const T* t, T* out, T beta, int nthreads) {
   const int nt = pick_threads(n / 16, nthreads);  // ~0.3 ns per element: threads pay from ~1M elements
   const T half_over_beta = beta > T(0) ? T(0.5) / beta : T(0), half_beta = T(0.5) * beta;
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const T x = std::fabs(p[i] - t[i]);
-    out[i] = beta > T(0) ? (x < beta ? half_over_beta * x * x : x - half_beta) : x;
+  const int64_t nchunks = (n + 16 * CHUNK - 1) / (16 * CHUNK);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t end = (c + 1) * 16 * CHUNK < n ? (c + 1) * 16 * CHUNK : n;
+#pragma omp simd
+    for (int64_t i = c * 16 * CHUNK; i < end; ++i) {
+      const T x = std::fabs(p[i] - t[i]);
+      const T q = x < beta ? half_over_beta * x * x : x - half_beta;
+      out[i] = beta > T(0) ? q : x;
+    }
+  }
+}
+
+template <typename T, bool GP, bool GT>
+void smooth_l1_bwd_loop(int64_t n, const T* p, const T* t, const T* gout, int64_t gstride, T* gp, T* gt, T beta,
+                        int nthreads) {
+  const int nt = pick_threads(n / 16, nthreads);
+  const T half_over_beta = beta > T(0) ? T(0.5) / beta : T(0);
+  const int64_t nchunks = (n + 16 * CHUNK - 1) / (16 * CHUNK);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t end = (c + 1) * 16 * CHUNK < n ? (c + 1) * 16 * CHUNK : n;
+    if (gstride == 0) {
+      const T g = gout[0];
+#pragma omp simd
+      for (int64_t i = c * 16 * CHUNK; i < end; ++i) {
+        const T r = smooth_l1_grad(p[i], t[i], g, beta, half_over_beta);
+        if (GP) gp[i] = r;
+        if (GT) gt[i] = -r;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = c * 16 * CHUNK; i < end; ++i) {
+        const T r = smooth_l1_grad(p[i], t[i], gout[i * gstride], beta, half_over_beta);
+        if (GP) gp[i] = r;
+        if (GT) gt[i] = -r;
+      }
+    }
   }
 }
 
 template <typename T>
 void smooth_l1_bwd(int64_t n, const T* p, const T* t, const T* gout, int64_t gstride, T* gp, T* gt, T beta,
                    int nthreads) {
-  const int nt = pick_threads(n / 16, nthreads);
-  const T half_over_beta = beta > T(0) ? T(0.5) / beta : T(0);
-#pragma omp parallel for simd num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) {
-    const T d = p[i] - t[i];
-    const T x = std::fabs(d);
-    const T g = gout[i * gstride];
-    const T gx = beta > T(0) && x < beta ? g * (half_over_beta * x) + g * x * half_over_beta : g;
-    const T sg = d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));  // torch's abs backward: sign, 0 at 0
-    const T r = gx * sg;
-    if (gp) gp[i] = r;
-    if (gt) gt[i] = -r;
-  }
+  if (gp && gt) smooth_l1_bwd_loop<T, true, true>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
+  else if (gp) smooth_l1_bwd_loop<T, true, false>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
+  else if (gt) smooth_l1_bwd_loop<T, false, true>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
 }
 
 }  // namespace
