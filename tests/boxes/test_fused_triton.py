@@ -140,3 +140,25 @@ def test_cuda_matches_reference(variant):
         out.append((loss.detach().cpu(), a.grad.cpu(), b.grad.cpu()))
     for x, y in zip(*out):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6 * y.abs().max().item())
+
+
+def test_triton_missing_or_failing_falls_back(interpreted, monkeypatch):
+    p, t = overlapping_pairs(16, dtype=torch.float32, seed=6)
+    expected = ciou_loss(p, t, impl="reference")
+    monkeypatch.setattr(interpreted, "triton", None)
+    assert "not installed" in interpreted.unavailable_reason(torch.float32)
+    with pytest.raises(RuntimeError, match="triton is not installed"):
+        ciou_loss(p, t, impl="fused")
+    torch.testing.assert_close(ciou_loss(p, t), expected, rtol=0, atol=0)
+    monkeypatch.undo()
+
+    def boom(*a, **k):
+        raise RuntimeError("no ptxas for this GPU")
+
+    monkeypatch.setattr(interpreted, "overlap_loss", boom)
+    monkeypatch.setattr(interpreted, "_BROKEN", None)
+    with pytest.raises(RuntimeError, match="no ptxas"):
+        ciou_loss(p, t, impl="fused")
+    with pytest.warns(RuntimeWarning, match="Triton kernels failed"):
+        torch.testing.assert_close(ciou_loss(p, t), expected, rtol=0, atol=0)
+    assert "failed earlier" in interpreted.unavailable_reason(torch.float32)

@@ -1,10 +1,12 @@
-"""Fused forward+backward kernels for the IoU-family losses, and the dispatch between implementations.
+"""Fused forward+backward kernels for the IoU-family losses (and Smooth L1 on CPU), and the dispatch
+between implementations.
 
 Every IoU-family loss takes `impl=`:
 
 - ``"auto"`` (the default, see `set_default_impl`): the fused kernel where one applies -- CPU tensors
   (fp32/fp64 compute) when the C++ kernel library builds, CUDA tensors with fp32 compute when Triton is
-  installed -- and the reference (eager torch) path otherwise, silently;
+  installed and compiles -- and the reference (eager torch) path otherwise (a failed build or Triton
+  compilation warns once);
 - ``"fused"``: the fused kernel, or a RuntimeError saying why it cannot run;
 - ``"reference"``: `overlaps.aligned_overlap`, the eager torch formulas (the specification).
 
@@ -220,7 +222,13 @@ def fused_overlap_loss(
         if why is not None:
             return _unavailable(impl, why)
         p, t, batch = _flat_pair(pred, target, dtype)
-        return _triton.overlap_loss(p, t, kind, fmt, eps, mode, alpha_mode, grad_mode).view(batch)
+        try:
+            return _triton.overlap_loss(p, t, kind, fmt, eps, mode, alpha_mode, grad_mode).view(batch)
+        except Exception as e:  # noqa: BLE001 -- e.g. Triton cannot compile for this GPU / driver
+            if impl == "fused":
+                raise
+            _triton.mark_broken(e)
+            return None
     if device.type == "cpu":
         lib = _cpu.library()
         if lib is None:

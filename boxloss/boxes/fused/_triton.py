@@ -34,10 +34,29 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+_BROKEN = None
+
+
+def mark_broken(error: Exception) -> None:
+    """A launch failed (no usable compiler/driver for this GPU): warn once, use the reference path."""
+    global _BROKEN
+    if _BROKEN is None:
+        import warnings
+
+        warnings.warn(
+            f"boxloss: the Triton kernels failed ({error!r}); using the reference (eager torch) path on CUDA",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    _BROKEN = error
+
+
 def unavailable_reason(dtype: torch.dtype) -> str | None:
     """None if the Triton path can run for this compute dtype, else why not."""
     if triton is None:
         return f"triton is not installed ({_IMPORT_ERROR})"
+    if _BROKEN is not None:
+        return f"the Triton kernels failed earlier in this process ({_BROKEN!r})"
     if dtype != torch.float32:
         return f"the Triton kernels compute in float32 only (got {dtype}; float64 uses the reference path)"
     return None
