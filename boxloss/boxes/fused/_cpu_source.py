@@ -1,6 +1,7 @@
 """C++ source of the fused CPU kernels (compiled once per machine by `_cpu.py`, called through ctypes).
 
-Plain C++17 with OpenMP and no torch headers, so it builds in about a second with any g++/clang++.
+Plain C++17 with OpenMP pragmas (and no OpenMP or torch headers), so it builds with any g++/clang++,
+with or without OpenMP (then single-threaded).
 The forward and backward of every IoU-family loss are one loop over boxes each; the backward is the
 hand-written reverse-mode derivative of exactly the graph `overlaps.aligned_overlap` builds (same
 clamps, same tie rule for min/max -- ties split the gradient in halves as torch does --, clamp_min passing
@@ -16,7 +17,6 @@ CPU_SOURCE = r"""
 #include <cstdint>
 #include <cstring>
 #include <vector>
-#include <omp.h>
 
 namespace {
 
