@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--output-dir", default="runs/peer_fcos")
     p.add_argument("--fpn-channels", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=20, help="linear warmup steps (few: the peer makes few steps on a CPU)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     val_ds = CocoDetection(paths["val_ann"], paths["val_images"], build_val_transforms(size))
     model = TorchvisionFCOS(len(train_ds.category_ids), size, args.fpn_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    warmup = 200
+    warmup = args.warmup
     os.makedirs(args.output_dir, exist_ok=True)
     f = open(os.path.join(args.output_dir, "log.csv"), "w", newline="")
     cols = ["kind", "epoch", "step", "time_s", "cpu_s", "lr", "loss", "images_per_s", "AP", "AP50", "AP75"]
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
                 rate = n0 / (time.perf_counter() - t0)
                 log.writerow({"kind": "train", "epoch": epoch, "step": step, "time_s": f"{time.perf_counter() - start:.1f}",
                               "cpu_s": f"{time.process_time() - start_cpu:.1f}",
-                              "lr": f"{lr:.3g}", "loss": f"{float(losses['loss']):.4f}", "images_per_s": f"{rate:.2f}"})
+                              "lr": f"{lr:.3g}", "loss": f"{float(losses['loss'].detach()):.4f}", "images_per_s": f"{rate:.2f}"})
                 f.flush()
                 t0, n0 = time.perf_counter(), 0
         model.eval()
