@@ -20,7 +20,8 @@ Several processes or GPUs: give each process a disjoint part, then write the rep
     wait; python scripts/compare_losses.py --config C --output-dir D --report-only
 
 ``--only loss=ciou,seed=1`` (repeat a key to pick several: ``loss=iou,loss=giou``) runs a chosen part.
-All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
+``--report-only --allow-missing`` reports whatever has finished (e.g. at a deadline) and lists the
+missing runs at the top of report.md. All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
 (NFS) from several machines work too; each run folder is locked by the process training it.
 
 All logic lives in ``boxloss.engine.sweep`` (training, resume, locks) and ``boxloss.evaluation``
@@ -59,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None, metavar="loss=L,seed=S", help="run only these runs, e.g. loss=ciou,seed=1")
     p.add_argument("--shard", default=None, metavar="I/N", help="run every N-th run starting at I (0-based)")
     p.add_argument("--report-only", action="store_true", help="train nothing; write the report from finished runs")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --report-only: report the finished runs even if some are missing (the report says which)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and the sweep's own lines only")
     return p.parse_args(argv)
 
@@ -120,12 +123,12 @@ def main(argv=None) -> int:
             if locked:
                 print(f"[sweep] busy in another process, skipped: {', '.join(locked)}")
         missing = missing_runs(runs, args.output_dir)
-        if missing:
+        if missing and not (args.report_only and args.allow_missing):
             print(f"[sweep] {len(runs) - len(missing)}/{len(runs)} runs finished; still missing: "
                   + ", ".join(f"{l} seed {s}" for l, s in missing)
                   + ". When every part is done: the same command with --report-only.")
             return 0 if not args.report_only else 1
-        out = build_report(cfg, runs, args.output_dir)
+        out = build_report(cfg, runs, args.output_dir, allow_missing=args.allow_missing)
     except (ConfigError, DatasetError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -312,17 +312,25 @@ def missing_runs(runs, out_dir) -> list[tuple[str, int]]:
     return [(l, s) for l, s in runs if run_state(run_dir(out_dir, l, s)) != "done"]
 
 
-def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss comparison") -> dict:
+def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss comparison", allow_missing: bool = False) -> dict:
     """Write report.md/json/csv and the PNGs into ``out_dir`` from the finished runs' files.
 
-    Raises ``RuntimeError`` listing the runs that are not finished.
+    Raises ``RuntimeError`` listing the runs that are not finished, unless ``allow_missing``: then the
+    report covers the finished runs and says at its top which ones are missing.
     """
     missing = missing_runs(runs, out_dir)
-    if missing:
+    if missing and not allow_missing:
         raise RuntimeError(
             "not finished yet: " + ", ".join(f"{l} seed {s}" for l, s in missing)
             + f" (no {RESULT} in their run directories under {out_dir})"
         )
-    results = [load_run(run_dir(out_dir, l, s)) for l, s in runs]
+    done = [r for r in runs if r not in missing]
+    if not done:
+        raise RuntimeError(f"no finished run under {out_dir}")
+    notes = []
+    if missing:
+        notes.append(f"Incomplete sweep: {len(done)} of {len(runs)} runs finished; missing: "
+                     + ", ".join(f"{l} seed {s}" for l, s in missing) + ".")
+    results = [load_run(run_dir(out_dir, l, s)) for l, s in done]
     write_plots(results, out_dir)
-    return write_report(results, out_dir, config=base_cfg, versions=collect_versions(), title=title)
+    return write_report(results, out_dir, config=base_cfg, versions=collect_versions(), title=title, notes=notes)

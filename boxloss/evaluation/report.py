@@ -169,8 +169,12 @@ def _json_runs(runs: list[dict]) -> list[dict]:
     return [{k: r[k] for k in keep if k in r} for r in runs]
 
 
-def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versions: dict | None = None, title: str = "Box-loss comparison") -> dict:
+def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versions: dict | None = None,
+                 title: str = "Box-loss comparison", notes: list[str] | None = None) -> dict:
     """Write ``report.md``, ``report.json`` and ``report.csv`` into ``out_dir``.
+
+    ``notes`` are paragraphs put right under the title of report.md (and under ``"notes"`` in
+    report.json), e.g. which runs of an incomplete sweep are missing.
 
     Runs without a ``diagnosis`` but with a ``log`` are diagnosed here (``diagnose_run``). Plots are
     linked from report.md when the files of ``PLOTS`` exist in ``out_dir`` (write them first with
@@ -188,7 +192,7 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
     summary = summarize_runs(runs)
     versions = collect_versions() if versions is None else versions
 
-    doc = {"losses": summary, "runs": _json_runs(runs), "config": config, "versions": versions,
+    doc = {"losses": summary, "runs": _json_runs(runs), "config": config, "versions": versions, "notes": list(notes or []),
            "units": "COCO fractions in [0, 1]; -1 = no ground truth in that size range; std = sample std over seeds (null for one seed)"}
     json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
@@ -205,9 +209,10 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
             writer.writerow(row)
 
     n_seeds = sorted({len(e["seeds"]) for e in summary.values()})
-    parts = [
-        f"# {title}",
-        "",
+    parts = [f"# {title}", ""]
+    for note in notes or []:
+        parts += [f"**{note}**", ""]
+    parts += [
         f"{len(summary)} loss(es) x {'/'.join(map(str, n_seeds))} seed(s); everything but the box loss identical. "
         "COCO box AP in percent, mean ± sample std over seeds; n/a = no ground-truth box in that size range. "
         "Train time is wall-clock training time per run.",

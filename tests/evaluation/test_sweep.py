@@ -124,9 +124,16 @@ def test_changed_config_is_not_silently_reused(tmp_path):
                   log=lambda *a: None)
 
 
-def test_report_refuses_unfinished_runs(tmp_path):
+def test_report_refuses_unfinished_runs_unless_allowed(tmp_path):
     with pytest.raises(RuntimeError, match="iou seed 0"):
         build_report({}, [("iou", 0)], tmp_path)
+    run_sweep({}, [("iou", 0), ("giou", 0)], tmp_path, coco_gt=GT, train_fn=FakeTrainer(), log=lambda *a: None)
+    runs = plan_runs(["iou", "giou"], 2)
+    with pytest.raises(RuntimeError, match="iou seed 1, giou seed 1"):
+        build_report({}, runs, tmp_path)
+    out = build_report({}, runs, tmp_path, allow_missing=True)
+    assert list(out["summary"]) == ["iou", "giou"] and out["summary"]["iou"]["seeds"] == [0]
+    assert "Incomplete sweep: 2 of 4 runs finished; missing: iou seed 1, giou seed 1." in out["md"].read_text()
 
 
 def test_locks(tmp_path):
