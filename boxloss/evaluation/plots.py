@@ -99,7 +99,7 @@ def plot_pr_curves(runs: list[dict], path, ious=(0.5, 0.75)) -> Path:
         ax.set_title(f"IoU {iou}")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower left", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
     fig.suptitle("Precision-recall per box loss (area all, 100 detections per image)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
