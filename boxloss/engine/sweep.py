@@ -208,10 +208,13 @@ def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "py
 
 
 def load_run(directory) -> dict:
-    """A finished run's result dict (``result.json``) with its ``log`` rows attached."""
+    """A finished run's result dict (``result.json``) with its ``log`` rows attached and its
+    diagnosis recomputed from them."""
     d = Path(directory)
     result = json.loads((d / RESULT).read_text(encoding="utf-8"))
     result["log"] = read_log(d / "log.csv")
+    if result["log"]:
+        result["diagnosis"] = diagnose_run(result["log"])  # today's rules, not those of when it ran
     return result
 
 

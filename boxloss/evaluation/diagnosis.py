@@ -16,7 +16,9 @@ The rules of thumb (thresholds are module constants):
 - over-fitting: the train loss keeps falling while the validation AP gets worse, or the validation loss
   rises, or the AP stalls for the second half of training: more data / augmentation / weight decay, or
   stop earlier (the best checkpoint is not the last);
-- healthy: none of the above;
+- healthy: none of the above; with a second finding ``still improving`` when the last evaluation
+  interval still added at least half the run's mean AP gain per interval (not converged: train longer
+  before comparing);
 - short: too few points to judge.
 
 The train loss is compared over windows (the mean of each fifth of the train rows), not point by point,
@@ -38,6 +40,7 @@ AP_DROP = 0.01  # best AP - last AP over this (absolute) -> AP got worse
 AP_STALL = 0.002  # AP gain over the second half of the evals under this -> stalled
 VAL_RISE = 0.05  # last val loss > min * (1 + VAL_RISE) -> val loss rising
 FALL_TOL = 0.10  # train loss fell by this much (relative) over the same span -> still falling
+STILL_RISING = 0.5  # last eval interval's AP gain >= this x the run's mean gain per interval -> not converged
 
 
 def as_float(v) -> float | None:
@@ -139,4 +142,12 @@ def diagnose_run(log_rows) -> list[str]:
     if not findings:
         ap_txt = f", val AP {_pct(ap[0])} -> {_pct(ap[-1])}" if len(ap) >= 2 else (f", val AP {_pct(ap[0])}" if ap else "")
         findings.append(f"healthy: train loss {_fmt(start)} -> {_fmt(end)} ({100 * drop:.0f}% drop){ap_txt}")
+        gain = ap[-1] - ap[0] if len(ap) >= 3 else 0.0
+        rate = gain / max(len(ap) - 1, 1)  # mean AP gain per evaluation interval
+        if gain > AP_FLAT and ap[-1] - ap[-2] >= STILL_RISING * rate:
+            findings.append(
+                f"still improving: the last evaluation interval added {100 * (ap[-1] - ap[-2]):.1f} AP points "
+                f"({(ap[-1] - ap[-2]) / rate:.1f}x the run's mean per interval) — not converged: longer training "
+                "would raise AP; compare losses at convergence"
+            )
     return findings

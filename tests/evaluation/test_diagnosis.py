@@ -38,6 +38,12 @@ def test_healthy():
     assert tags(diagnose_run(rows)) == ["healthy"]
 
 
+def test_healthy_but_still_improving():
+    rows = make_log(2.0 * np.exp(-E / 5) + 0.3, ap=0.002 * E**2)  # AP accelerating at the end
+    findings = diagnose_run(rows)
+    assert tags(findings) == ["healthy", "still improving"] and "not converged" in findings[1]
+
+
 def test_rising():
     rows = make_log(1.0 + 0.15 * E, ap=np.full(12, 0.01))
     (finding,) = diagnose_run(rows)
