@@ -165,19 +165,23 @@ def read_log(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _train_summary(log_rows) -> tuple[float | None, float | None]:
-    """(run time in s, final train loss): the largest ``time_s`` of the log (the engine's wall clock
-    of the whole run, resumed parts summed, periodic validation included), and the mean loss of the
-    last epoch's train rows (less noisy than the last step's)."""
+def train_summary(log_rows) -> dict:
+    """``{"train_time_s", "cpu_time_s", "final_train_loss"}`` of a run's log (None where absent).
+
+    ``train_time_s``: the largest ``time_s`` (the engine's wall clock of the whole run, resumed parts
+    summed, periodic validation included; it grows with the machine's load). ``cpu_time_s``: the
+    largest ``cpu_s`` (the process's CPU seconds; steadier under load; absent from older logs).
+    ``final_train_loss``: the mean loss of the last epoch's train rows (less noisy than one step's).
+    """
+    def largest(key):
+        values = [v for v in (as_float(r.get(key)) for r in log_rows) if v is not None]
+        return max(values) if values else None
+
     train = [r for r in log_rows if r.get("kind") == "train"]
-    if not train:
-        return None, None
-    times = [t for t in (as_float(r.get("time_s")) for r in log_rows) if t is not None]
-    time_s = max(times) if times else None
-    last_epoch = train[-1].get("epoch")
-    losses = [as_float(r.get("loss")) for r in train if r.get("epoch") == last_epoch]
+    losses = [as_float(r.get("loss")) for r in train if train and r.get("epoch") == train[-1].get("epoch")]
     losses = [v for v in losses if v is not None]
-    return time_s, (sum(losses) / len(losses) if losses else None)
+    return {"train_time_s": largest("time_s"), "cpu_time_s": largest("cpu_s"),
+            "final_train_loss": sum(losses) / len(losses) if losses else None}
 
 
 def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "pycocotools", cfg: dict | None = None) -> dict:
@@ -187,15 +191,13 @@ def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "py
     detections = json.loads((d / "detections.json").read_text(encoding="utf-8"))
     ev = evaluate_coco(coco_gt, detections, backend=backend)
     log = read_log(d / "log.csv")
-    time_s, final_loss = _train_summary(log)
     result = {
         "loss": loss,
         "seed": seed,
         "stats": ev.stats,
         "per_class": ev.per_class,
         "pr": {str(iou): ev.pr_curve(iou)[1].tolist() for iou in PR_IOUS},
-        "train_time_s": time_s,
-        "final_train_loss": final_loss,
+        **train_summary(log),
         "diagnosis": diagnose_run(log),
         "run_dir": os.fspath(d),
         "num_detections": ev.num_detections,
@@ -213,8 +215,9 @@ def load_run(directory) -> dict:
     d = Path(directory)
     result = json.loads((d / RESULT).read_text(encoding="utf-8"))
     result["log"] = read_log(d / "log.csv")
-    if result["log"]:
-        result["diagnosis"] = diagnose_run(result["log"])  # today's rules, not those of when it ran
+    if result["log"]:  # today's rules and columns, not those of when it was evaluated
+        result["diagnosis"] = diagnose_run(result["log"])
+        result.update(train_summary(result["log"]))
     return result
 
 

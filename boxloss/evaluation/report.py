@@ -7,7 +7,8 @@ engine. One run result is::
      "stats": {"AP": .., ... 12 COCO stats, fractions in [0, 1], -1 = no ground truth},
      "per_class": {"circle": .., ...},                 # AP per category name
      "pr": {"0.5": [101 precisions], "0.75": [...]},  # optional, for plots (recall 0:0.01:1)
-     "train_time_s": 812.0, "final_train_loss": 0.91,  # optional
+     "train_time_s": 812.0, "cpu_time_s": 1500.0,       # optional: wall and CPU seconds of the run
+     "final_train_loss": 0.91,                          # optional
      "log": [log.csv rows],                            # optional, for curves and diagnosis
      "diagnosis": ["healthy: ..."],                    # optional; computed from "log" if missing
      "run_dir": "..."}                                 # optional
@@ -32,7 +33,7 @@ from .coco_eval import STAT_NAMES
 from .diagnosis import diagnose_run
 
 TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
-EXTRA = ("train_time_s", "final_train_loss")
+EXTRA = ("train_time_s", "cpu_time_s", "final_train_loss")
 PLOTS = {
     "ap_per_loss.png": "AP per loss (mean and std over seeds; dots are single seeds)",
     "pr_curves.png": "Precision-recall at IoU 0.5 and 0.75 (all classes, 100 detections)",
@@ -89,7 +90,7 @@ def _plain(a: dict, fmt: str) -> str:
 
 def format_table(summary: dict) -> str:
     """The per-loss Markdown table (AP columns in percent), also readable in a terminal."""
-    head = ["loss", "seeds", *TABLE_STATS, "train time (s)", "final train loss"]
+    head = ["loss", "seeds", *TABLE_STATS, "wall time (s)", "CPU time (s)", "final train loss"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = max((e["AP"]["mean"] for e in summary.values() if e["AP"]["mean"] is not None), default=None)
     for loss, e in summary.items():
@@ -97,7 +98,7 @@ def format_table(summary: dict) -> str:
         for name in TABLE_STATS:
             cell = _pct(e[name])
             cells.append(f"**{cell}**" if name == "AP" and e["AP"]["mean"] == best and len(summary) > 1 else cell)
-        cells += [_plain(e["train_time_s"], ".0f"), _plain(e["final_train_loss"], ".3f")]
+        cells += [_plain(e["train_time_s"], ".0f"), _plain(e["cpu_time_s"], ".0f"), _plain(e["final_train_loss"], ".3f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -115,13 +116,13 @@ def format_per_class_table(summary: dict) -> str:
 
 def format_runs_table(runs: list[dict]) -> str:
     """One row per (loss, seed) with its AP, time, final loss and training-curve diagnosis."""
-    lines = ["| loss | seed | AP | AP50 | train time (s) | final train loss | diagnosis |", "|---|---|---|---|---|---|---|"]
+    lines = ["| loss | seed | AP | AP50 | wall time (s) | CPU time (s) | final train loss | diagnosis |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["loss"], r.get("seed", 0))):
         diag = "; ".join(r.get("diagnosis") or []) or "—"
-        t, fl = r.get("train_time_s"), r.get("final_train_loss")
+        t, c, fl = r.get("train_time_s"), r.get("cpu_time_s"), r.get("final_train_loss")
         lines.append(
             f"| {r['loss']} | {r.get('seed', '')} | {100 * r['stats']['AP']:.1f} | {100 * r['stats']['AP50']:.1f} | "
-            f"{'—' if t is None else f'{t:.0f}'} | {'—' if fl is None else f'{fl:.3f}'} | {diag} |"
+            f"{'—' if t is None else f'{t:.0f}'} | {'—' if c is None else f'{c:.0f}'} | {'—' if fl is None else f'{fl:.3f}'} | {diag} |"
         )
     return "\n".join(lines)
 
@@ -165,7 +166,7 @@ def collect_versions() -> dict:
 
 
 def _json_runs(runs: list[dict]) -> list[dict]:
-    keep = ("loss", "seed", "stats", "per_class", "train_time_s", "final_train_loss", "diagnosis", "run_dir")
+    keep = ("loss", "seed", "stats", "per_class", "train_time_s", "cpu_time_s", "final_train_loss", "diagnosis", "run_dir")
     return [{k: r[k] for k in keep if k in r} for r in runs]
 
 
@@ -215,7 +216,8 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
     parts += [
         f"{len(summary)} loss(es) x {'/'.join(map(str, n_seeds))} seed(s); everything but the box loss identical. "
         "COCO box AP in percent, mean ± sample std over seeds; n/a = no ground-truth box in that size range. "
-        "Train time is wall-clock training time per run.",
+        "Wall time is the run's wall clock (validation included; it grows with the machine's load), CPU time the "
+        "process's CPU seconds (steadier under load; — where the log predates it).",
         "",
         format_table(summary),
         "",

@@ -36,11 +36,11 @@ class FakeTrainer:
         if self.stop_after_checkpoint:
             raise KeyboardInterrupt
         with open(os.path.join(d, "log.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["kind", "epoch", "step", "time_s", "loss", "AP"])
+            w = csv.DictWriter(f, fieldnames=["kind", "epoch", "step", "time_s", "cpu_s", "loss", "AP"])
             w.writeheader()
             for e in range(1, 4):
                 for s in range(4):
-                    w.writerow({"kind": "train", "epoch": e, "step": (e - 1) * 4 + s + 1, "time_s": 10 * e, "loss": 2.0 / e + 0.01 * s})
+                    w.writerow({"kind": "train", "epoch": e, "step": (e - 1) * 4 + s + 1, "time_s": 10 * e, "cpu_s": 19 * e, "loss": 2.0 / e + 0.01 * s})
                 w.writerow({"kind": "eval", "epoch": e, "step": e * 4, "AP": 0.2 * e})
         shift = 2.0 * seed + (cfg["loss"]["box_loss"] == "giou")
         dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9,
@@ -68,7 +68,8 @@ def test_sweep_trains_evaluates_and_reuses(tmp_path):
     assert set(status.values()) == {"done"} and len(trainer.calls) == 4
     result = json.loads((run_dir(tmp_path, "iou", 0) / "result.json").read_text())
     assert result["stats"]["AP"] == pytest.approx(1.0)  # exact boxes
-    assert result["train_time_s"] == 30 and result["final_train_loss"] == pytest.approx(2 / 3 + 0.015)
+    assert result["train_time_s"] == 30 and result["cpu_time_s"] == 57
+    assert result["final_train_loss"] == pytest.approx(2 / 3 + 0.015)
     assert len(result["pr"]["0.5"]) == 101 and result["diagnosis"]
     cfg = json.loads(json.dumps(trainer.calls))  # the trainer saw loss and seed
     assert cfg[0] == ["iou", 0, None]
