@@ -147,7 +147,7 @@ def noise_summary(summary: dict) -> str:
     s = 100 * float(np.mean(stds))
     margin = 2 * s * math.sqrt(2 / n)
     return text + (
-        f" Seed-to-seed std of AP: {s:.1f} points on average; with {n} seeds a difference of two means under about"
+        f" Seed-to-seed std of AP: {s:.1f} points on average; with {n} seed(s) per loss a difference of two means under about"
         f" {margin:.1f} points (2 x std x sqrt(2/{n})) is within seed noise."
     )
 
