@@ -61,6 +61,14 @@ def cpu_kernels_available() -> bool:
     return _cpu.library() is not None
 
 
+def _kernel_grad(grad: Tensor, dtype: torch.dtype) -> tuple[Tensor, int]:
+    """The incoming gradient as the kernels read it: `dtype`, 1-D, stride 0 (broadcast scalar) or 1."""
+    grad = grad.to(dtype)
+    if grad.dim() != 1 or grad.stride(0) not in (0, 1):
+        grad = grad.contiguous()
+    return grad, (grad.stride(0) if grad.numel() > 1 else 0)
+
+
 class _CpuOverlapLoss(torch.autograd.Function):
     """Per-box IoU-family loss of [N, 4] contiguous fp32/fp64 boxes; cfg = (dtype, kind, fmt,
     alpha_mode, grad_mode, eps) as codes for the C++ kernels. Saves only the inputs; the backward recomputes what it needs."""
@@ -78,10 +86,7 @@ class _CpuOverlapLoss(torch.autograd.Function):
         p, t = ctx.saved_tensors
         need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dtype, kind, fmt, alpha, grad_mode, eps = ctx.cfg
-        grad = grad.to(p.dtype)
-        if grad.dim() != 1 or grad.stride(0) not in (0, 1):
-            grad = grad.contiguous()
-        gstride = grad.stride(0) if grad.numel() > 1 else 0
+        grad, gstride = _kernel_grad(grad, p.dtype)
         gp = torch.empty_like(p) if need_p else None
         gt = torch.empty_like(t) if need_t else None
         rc = _cpu.library().bl_overlap_bwd(
@@ -120,10 +125,7 @@ class _CpuSmoothL1(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         p, t = ctx.saved_tensors
-        grad = grad.to(p.dtype)
-        if grad.dim() != 1 or grad.stride(0) not in (0, 1):
-            grad = grad.contiguous()
-        gstride = grad.stride(0) if grad.numel() > 1 else 0
+        grad, gstride = _kernel_grad(grad, p.dtype)
         gp = torch.empty_like(p) if ctx.needs_input_grad[0] else None
         gt = torch.empty_like(t) if ctx.needs_input_grad[1] else None
         dtype, beta = ctx.cfg

@@ -327,10 +327,9 @@ class _TritonOverlapLoss(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         p, t = ctx.saved_tensors
-        grad = grad.to(p.dtype)
-        if grad.dim() != 1 or grad.stride(0) not in (0, 1):
-            grad = grad.contiguous()
-        gstride = grad.stride(0) if grad.numel() > 1 else 0
+        from . import _kernel_grad  # the package is loaded before this lazily imported module
+
+        grad, gstride = _kernel_grad(grad, p.dtype)
         gp = torch.empty_like(p) if ctx.needs_input_grad[0] else None
         gt = torch.empty_like(t) if ctx.needs_input_grad[1] else None
         if gp is not None or gt is not None:
