@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from ._geometry import box_parts, check_number, safe_pow
+from .fused.newer import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import OVERLAP_KINDS, aligned_overlap, prepare_box_pair
 
@@ -67,15 +68,21 @@ def alpha_iou_loss(
     eps: float = 1e-7,
     base: str = "iou",
     alpha: float = 3.0,
+    impl: str | None = None,
 ) -> Tensor:
     """Alpha-IoU loss (He et al., NeurIPS 2021): the power `alpha` applied to the IoU and to each penalty.
 
     base: "iou" | "giou" | "diou" | "ciou" (formulas in the module docstring; "iou" is 1 - IoU^alpha).
     alpha: the power, > 0 (default 3, the paper's recommendation); alpha = 1 is exactly the base loss.
     Other arguments and the return dtype as for `ciou_loss`.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_choice("base", base, OVERLAP_KINDS)
     check_number("alpha", alpha, low=0.0, low_ok=False)
+    loss = fused_newer_loss(pred, target, "alpha_" + base, fmt=fmt, eps=eps, p0=alpha, pmode=pow_mode(alpha), impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     p, t = prepare_box_pair(pred, target, fmt)
     return _finish(alpha_iou_per_box(p, t, base, alpha, eps), reduction, weight, avg_factor)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
+from .fused.newer import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -43,16 +44,21 @@ def eiou_loss(
     weight: Tensor | None = None,
     avg_factor=None,
     eps: float = 1e-7,
+    impl: str | None = None,
 ) -> Tensor:
     """Efficient-IoU loss (Zhang et al. 2022), in [0, 4): 1 - IoU + rho^2/c^2 + dw^2/C_w^2 + dh^2/C_h^2.
 
     Not mmdetection's `EIoULoss` (Extended IoU). Arguments and return dtype as for `ciou_loss`:
     boxes `[..., 4]` in `fmt`, reduction "none" (`[...]`) | "mean" | "sum", weight per box or per
     coordinate, avg_factor divides the sum. Formula and numerics: module docstring, docs/losses.md.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
-    p, t = prepare_box_pair(pred, target, fmt)
-    loss, _ = eiou_per_box(p, t, eps)
+    loss = fused_newer_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl)
+    if loss is None:
+        p, t = prepare_box_pair(pred, target, fmt)
+        loss, _ = eiou_per_box(p, t, eps)
     return _finish(loss, reduction, weight, avg_factor)
 
 
@@ -66,6 +72,7 @@ def focal_eiou_loss(
     avg_factor=None,
     eps: float = 1e-7,
     gamma: float = 0.5,
+    impl: str | None = None,
 ) -> Tensor:
     """Focal-EIoU loss IoU^gamma * L_EIoU (Zhang et al. 2022; gamma = 0.5 is the paper's choice).
 
@@ -73,9 +80,15 @@ def focal_eiou_loss(
     itself optimised (the paper does not say; this follows the issue's specification and makes the
     weight a plain focal factor). Consequence: disjoint boxes (IoU = 0) get zero loss and zero gradient;
     pair it with another loss early in training if predictions start far away. gamma = 0 is EIoU.
+    `impl` as for `eiou_loss`.
     """
     check_positive("eps", eps)
     check_number("gamma", gamma, low=0.0)
+    # gamma = 0: IoU^0 = 1 (0^0 = 1 too), i.e. EIoU
+    kind, mode = ("eiou", 0) if gamma == 0 else ("focal_eiou", pow_mode(gamma))
+    loss = fused_newer_loss(pred, target, kind, fmt=fmt, eps=eps, p0=gamma, pmode=mode, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     p, t = prepare_box_pair(pred, target, fmt)
     loss, iou = eiou_per_box(p, t, eps)
     return _finish(safe_pow(iou.detach(), gamma) * loss, reduction, weight, avg_factor)

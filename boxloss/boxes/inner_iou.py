@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from .eiou import eiou_per_box
+from .fused.newer import fused_newer_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 from .siou import siou_per_box
@@ -56,16 +57,22 @@ def inner_iou_loss(
     eps: float = 1e-7,
     base: str = "iou",
     ratio: float = 0.7,
+    impl: str | None = None,
 ) -> Tensor:
     """Inner-IoU loss (Zhang et al. 2023): L_base + IoU - IoU(inner boxes scaled by `ratio`).
 
     base: "iou" | "giou" | "diou" | "ciou" | "eiou" | "siou" (EIoU is Efficient IoU, `eiou_loss`; SIoU
     with theta = 4). ratio: > 0, the auxiliary boxes' size relative to the real ones (default 0.7).
     Other arguments and the return dtype as for `ciou_loss`.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_choice("base", base, INNER_IOU_BASES)
     check_positive("ratio", ratio)
+    loss = fused_newer_loss(pred, target, "inner_" + base, fmt=fmt, eps=eps, p0=0.5 * ratio, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     p, t = prepare_box_pair(pred, target, fmt)
     base_loss, iou = _base_per_box(p, t, base, eps)
     _, inner = aligned_overlap(inner_boxes(p, ratio), inner_boxes(t, ratio), "iou", eps)

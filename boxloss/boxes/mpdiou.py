@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_positive
+from ._checks import check_positive, check_tensor, compute_dtype
 from ._geometry import check_number
+from .fused.newer import fused_newer_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -63,11 +64,14 @@ def mpdiou_loss(
     avg_factor=None,
     eps: float = 1e-7,
     img_size=None,
+    impl: str | None = None,
 ) -> Tensor:
     """MPDIoU loss (Ma & Xu 2023): 1 - IoU + (d1^2 + d2^2) / (w_img^2 + h_img^2).
 
     img_size: required; (w_img, h_img) of the network input in the boxes' units, or a tensor
     broadcastable to `[..., 2]`. Other arguments and the return dtype as for `ciou_loss`.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     if img_size is None:
         raise ValueError(
@@ -75,7 +79,11 @@ def mpdiou_loss(
             "(e.g. (640, 640) for pixel boxes, (1, 1) for normalised boxes)"
         )
     check_positive("eps", eps)
-    p, t = prepare_box_pair(pred, target, fmt)
-    diag2 = _img_diag2(img_size, p.dtype, eps)
-    loss, _ = mpdiou_per_box(p, t, diag2, eps)
+    check_tensor("pred", pred, last_dim=4)
+    check_tensor("target", target, last_dim=4)
+    diag2 = _img_diag2(img_size, compute_dtype(pred, target), eps)
+    loss = fused_newer_loss(pred, target, "mpdiou", fmt=fmt, eps=eps, extra=diag2, impl=impl)
+    if loss is None:
+        p, t = prepare_box_pair(pred, target, fmt)
+        loss, _ = mpdiou_per_box(p, t, diag2, eps)
     return _finish(loss, reduction, weight, avg_factor)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
+from .fused.newer import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -55,14 +56,20 @@ def shape_iou_loss(
     avg_factor=None,
     eps: float = 1e-7,
     scale: float = 0.0,
+    impl: str | None = None,
 ) -> Tensor:
     """Shape-IoU loss (Zhang & Zhang 2023): 1 - IoU + shape-weighted distance + shape cost / 2.
 
     scale: >= 0, the exponent s of the target-shape weights (default 0: ww = hh = 1, the authors' code
     default). Other arguments and the return dtype as for `ciou_loss`. Formula: module docstring.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_number("scale", scale, low=0.0)
-    p, t = prepare_box_pair(pred, target, fmt)
-    loss, _ = shape_iou_per_box(p, t, scale, eps)
+    mode = 3 if scale == 0 else pow_mode(scale)  # 3: ww = hh = 1, no power
+    loss = fused_newer_loss(pred, target, "shape_iou", fmt=fmt, eps=eps, p0=scale, pmode=mode, impl=impl)
+    if loss is None:
+        p, t = prepare_box_pair(pred, target, fmt)
+        loss, _ = shape_iou_per_box(p, t, scale, eps)
     return _finish(loss, reduction, weight, avg_factor)

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
+from .fused.newer import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -61,15 +62,20 @@ def siou_loss(
     avg_factor=None,
     eps: float = 1e-7,
     theta: float = 4.0,
+    impl: str | None = None,
 ) -> Tensor:
     """SIoU loss (Gevorgyan 2022), in [0, 3): 1 - IoU + (distance cost + shape cost) / 2.
 
     theta: exponent of the shape cost (the paper tunes it in [2, 6] and uses 4); must be >= 1 so that
     the gradient stays finite where the prediction has the target's size.
     Other arguments and the return dtype as for `ciou_loss`. Formula and numerics: module docstring.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_number("theta", theta, low=1.0)
-    p, t = prepare_box_pair(pred, target, fmt)
-    loss, _ = siou_per_box(p, t, eps, theta)
+    loss = fused_newer_loss(pred, target, "siou", fmt=fmt, eps=eps, p0=theta, pmode=pow_mode(theta), impl=impl)
+    if loss is None:
+        p, t = prepare_box_pair(pred, target, fmt)
+        loss, _ = siou_per_box(p, t, eps, theta)
     return _finish(loss, reduction, weight, avg_factor)

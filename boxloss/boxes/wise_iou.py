@@ -31,7 +31,8 @@ from torch import Tensor
 
 from ._checks import check_positive, prepare_weight
 from ._geometry import box_parts, check_number
-from .iou_losses import _finish
+from .fused.newer import fused_newer_loss
+from .iou_losses import _finish, iou_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 from .registry import LossModule
 
@@ -58,6 +59,16 @@ def _wiou_v1_parts(pred: Tensor, target: Tensor, fmt: str, eps: float) -> tuple[
     return 1 - iou, torch.exp(((g.dx * g.dx + g.dy * g.dy) / c2).clamp_max(1))
 
 
+def _check_iou_mean(iou_mean, eps: float):
+    """`iou_mean` checked and bounded below by eps: a detached 0-dim tensor (never synced) or a float."""
+    if isinstance(iou_mean, Tensor):
+        if iou_mean.dim() != 0 or not iou_mean.is_floating_point():
+            raise ValueError(f"iou_mean must be a float or a 0-dim floating tensor, got {iou_mean!r}")
+        return iou_mean.detach().clamp_min(eps)
+    check_number("iou_mean", iou_mean, low=0.0)
+    return max(float(iou_mean), eps)
+
+
 def _focusing(l_iou: Tensor, iou_mean, alpha: float, delta: float, eps: float) -> Tensor:
     """v3's non-monotonic focusing coefficient r = beta / (delta * alpha^(beta - delta)), beta detached."""
     if isinstance(iou_mean, Tensor):
@@ -80,12 +91,19 @@ def wiou_v1_loss(
     weight: Tensor | None = None,
     avg_factor=None,
     eps: float = 1e-7,
+    impl: str | None = None,
 ) -> Tensor:
     """Wise-IoU v1 (Tong et al. 2023): exp(rho^2 / (W_g^2 + H_g^2)*) * (1 - IoU), in [0, e).
 
     The enclosing-box diagonal is detached (authors' code), so R pulls centres together without pushing
     the enclosing box to grow. Arguments and return dtype as for `ciou_loss`.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
+    check_positive("eps", eps)
+    loss = fused_newer_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl)
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
     return _finish(r * l_iou, reduction, weight, avg_factor)
 
@@ -107,6 +125,7 @@ def wiou_v3_loss(
     iou_mean: float | Tensor = 1.0,
     alpha: float = 1.9,
     delta: float = 3.0,
+    impl: str | None = None,
 ) -> Tensor:
     """Wise-IoU v3 (Tong et al. 2023) for a given running mean `iou_mean` of L_IoU = 1 - IoU.
 
@@ -114,8 +133,17 @@ def wiou_v3_loss(
     keeps and updates the running mean. `iou_mean` is a float >= 0 or a 0-dim tensor (never synced to the
     host); alpha > 0 and delta > 0 shape the focusing curve (r = 1 where beta = delta).
     Other arguments and the return dtype as for `ciou_loss`.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
+    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
     """
     _check_focusing(alpha, delta)
+    check_positive("eps", eps)
+    mean = _check_iou_mean(iou_mean, eps)
+    loss = fused_newer_loss(
+        pred, target, "wiou_v3", fmt=fmt, eps=eps, p1=math.log(alpha), p2=delta, extra=mean, impl=impl
+    )
+    if loss is not None:
+        return _finish(loss, reduction, weight, avg_factor)
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
     loss = _focusing(l_iou, iou_mean, alpha, delta, eps) * r * l_iou
     return _finish(loss, reduction, weight, avg_factor)
@@ -176,12 +204,14 @@ class WIoUv3Loss(LossModule):
 
     def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, avg_factor=None) -> Tensor:
         kw = self.kwargs
-        eps = kw.get("eps", 1e-7)
-        l_iou, r = _wiou_v1_parts(pred, target, kw.get("fmt", "xyxy"), eps)
         if self.training:
+            # L_IoU = 1 - IoU for the update, without a graph (the fused kernels or the reference, per `impl`);
+            # the same values the loss below computes internally
+            with torch.no_grad():
+                l_iou = iou_loss(pred, target, fmt=kw.get("fmt", "xyxy"), reduction="none", eps=kw.get("eps", 1e-7),
+                                 impl=kw.get("impl"))
             self._update(l_iou, weight)
-        focus = _focusing(l_iou, self.iou_mean, kw.get("alpha", 1.9), kw.get("delta", 3.0), eps)
-        loss = _finish(focus * r * l_iou, kw.get("reduction", "mean"), weight, avg_factor)
+        loss = wiou_v3_loss(pred, target, weight=weight, avg_factor=avg_factor, iou_mean=self.iou_mean, **kw)
         return self.loss_weight * loss
 
     def extra_repr(self) -> str:

@@ -44,22 +44,22 @@ def _cpu_fingerprint() -> str:
     return platform.machine() + platform.processor()
 
 
-def _build_dir() -> str:
+def _build_dir(name: str = "boxloss_cpu") -> str:
     # Same root as torch.utils.cpp_extension.get_default_build_root(), without importing that module
     # (it probes for CUDA and logs a warning on CPU-only machines).
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch_extensions"
     )
-    return os.path.join(os.path.realpath(root), "boxloss_cpu")
+    return os.path.join(os.path.realpath(root), name)
 
 
-def _compile(cxx: str, target: str, flags: list[str]) -> None:
-    """Compile CPU_SOURCE into `target` atomically (concurrent processes may race; the last rename wins)."""
+def _compile(cxx: str, target: str, flags: list[str], source: str = CPU_SOURCE) -> None:
+    """Compile `source` into `target` atomically (concurrent processes may race; the last rename wins)."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
         src = os.path.join(tmp, "boxloss_cpu.cpp")
         with open(src, "w") as f:
-            f.write(CPU_SOURCE)
+            f.write(source)
         out = os.path.join(tmp, "libboxloss_cpu.so")
         subprocess.run([cxx, *flags, src, "-o", out], check=True, capture_output=True, text=True, timeout=300)
         os.replace(out, target)
@@ -83,24 +83,27 @@ def _load(path: str):
     return lib
 
 
-def build(force: bool = False):
-    """Compile (if not cached) and load the library; return the ctypes handle. Raises on failure."""
+def build(force: bool = False, *, source: str = CPU_SOURCE, name: str = "boxloss_cpu", loader=None):
+    """Compile (if not cached) and load the library; return the ctypes handle. Raises on failure.
+
+    `source`, `name` and `loader` (path -> ctypes handle with argtypes set) select another library built
+    the same way (the newer losses' kernels, `_cpu_newer.py`); the default is the core kernels."""
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set $CXX)")
     errors = []
     no_openmp = [f for f in _FLAGS if f != "-fopenmp"]  # e.g. Apple clang: serial loops, still fused
     for flags in (_FLAGS + _NATIVE, _FLAGS, no_openmp):
-        key = hashlib.sha256("\n".join([CPU_SOURCE, cxx, " ".join(flags), _cpu_fingerprint()]).encode()).hexdigest()
-        target = os.path.join(_build_dir(), key[:16], "libboxloss_cpu.so")
+        key = hashlib.sha256("\n".join([source, cxx, " ".join(flags), _cpu_fingerprint()]).encode()).hexdigest()
+        target = os.path.join(_build_dir(name), key[:16], f"lib{name}.so")
         try:
             if force or not os.path.exists(target):
-                _compile(cxx, target, flags)
-            return _load(target)
+                _compile(cxx, target, flags, source)
+            return (loader or _load)(target)
         except (OSError, subprocess.SubprocessError) as e:
             detail = getattr(e, "stderr", "") or ""
             errors.append(f"{' '.join(flags)}: {e} {detail[-2000:]}")
-    raise RuntimeError("building the boxloss CPU kernels failed:\n" + "\n".join(errors))
+    raise RuntimeError(f"building the boxloss CPU kernels failed ({name}):\n" + "\n".join(errors))
 
 
 def library():

@@ -12,7 +12,9 @@ Kinds: 0 iou (linear), 1 giou, 2 diou, 3 ciou, 4 iou (square), 5 iou (log). Form
 CIoU grad mode: 0 exact (d atan(w/h)), 1 paper (the DIoU paper drops the 1/(w^2+h^2) factor).
 """
 
-CPU_SOURCE = r"""
+# Includes and scalar helpers (clamps, min/max backward with torch's tie rule, a vectorisable atanf), inside
+# an open anonymous namespace; the newer losses' kernels (_cpu_source_newer.py) start from the same prelude.
+CPU_PRELUDE = r"""
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -53,7 +55,9 @@ template <typename T> inline void min_bw(T a, T b, T g, T& ga, T& gb) {
 }
 template <typename T> inline void max_bw(T a, T b, T g, T& ga, T& gb) { min_bw(b, a, g, ga, gb); }
 
-template <typename T, int FMT> inline void load_xyxy(const T* b, T& x1, T& y1, T& x2, T& y2) {
+"""
+
+CPU_SOURCE = CPU_PRELUDE + r"""template <typename T, int FMT> inline void load_xyxy(const T* b, T& x1, T& y1, T& x2, T& y2) {
   if (FMT == 0) { x1 = b[0]; y1 = b[1]; x2 = b[2]; y2 = b[3]; }
   else if (FMT == 1) { x1 = b[0]; y1 = b[1]; x2 = b[0] + b[2]; y2 = b[1] + b[3]; }
   else { T hw = T(0.5) * b[2], hh = T(0.5) * b[3]; x1 = b[0] - hw; y1 = b[1] - hh; x2 = b[0] + hw; y2 = b[1] + hh; }
