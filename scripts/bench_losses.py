@@ -3,6 +3,10 @@ reference path vs boxloss's fused kernels, measured in the same run; prints a ma
 
     python scripts/bench_losses.py --device cpu --threads 2 --losses iou,giou,diou,ciou \
         --sizes 1e3,1e4,1e5,1e6 --dtypes float32,bfloat16
+    python scripts/bench_losses.py --device cpu --threads 2 --losses eiou,siou,mpdiou,wiou_v3 --sizes 1e4,1e6
+
+--losses takes the core losses (iou, giou, diou, ciou, smooth_l1; the default) and the newer ones (eiou,
+focal_eiou, siou, alpha_iou, wiou_v1, wiou_v3, mpdiou, inner_iou, shape_iou; no torchvision column).
 
 Methods (timing, memory) are described in `boxloss.evaluation.loss_benchmark`; results go to
 docs/benchmarks.md.
@@ -15,7 +19,9 @@ import time
 
 import torch
 
-from boxloss.evaluation.loss_benchmark import HEADER, LOSSES, environment, gpu_bandwidth, run_benchmark
+from boxloss.evaluation.loss_benchmark import (
+    HEADER, LOSSES, check_losses, environment, gpu_bandwidth, run_benchmark,
+)
 
 
 def main(argv=None):
@@ -35,7 +41,10 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     sizes = args.sizes or ("1e3,1e4,1e5,1e6,1e7" if args.device.startswith("cuda") else "1e3,1e4,1e5,1e6")
     sizes = [int(float(s)) for s in sizes.split(",")]
-    losses = [s for s in args.losses.split(",") if s]
+    try:
+        losses = check_losses([s for s in args.losses.split(",") if s])
+    except ValueError as e:
+        ap.error(str(e))
     dtypes = [s for s in args.dtypes.split(",") if s]
 
     print(f"command: {' '.join(['python', 'scripts/bench_losses.py'] + (argv if argv is not None else sys.argv[1:]))}")

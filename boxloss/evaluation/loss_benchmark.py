@@ -22,6 +22,11 @@ included):
 torchvision has no plain IoU loss; its row "iou" uses `torchvision.ops._utils._loss_inter_union`, the
 helper its GIoU/DIoU/CIoU losses call, as `1 - inter / union`. For "smooth_l1" the baseline column
 is `torch.nn.functional.smooth_l1_loss(beta=1)` (torchvision has none).
+
+The newer losses (NEWER_LOSSES: eiou ... shape_iou) have no torchvision counterpart (their torchvision
+column is "-"); each runs with its defaults, MPDIoU with img_size = (150, 150) (the extent of the boxes
+`make_boxes` draws), and "wiou_v3" is the `WIoUv3Loss` module in training mode, as training uses it:
+the running-mean update (a no-grad IoU pass and a few scalar ops) is part of the time.
 """
 
 from __future__ import annotations
@@ -37,14 +42,30 @@ import time
 
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, smooth_l1_loss
+from boxloss import boxes as B
 
 LOSSES = ("iou", "giou", "diou", "ciou", "smooth_l1")
+NEWER_LOSSES = ("eiou", "focal_eiou", "siou", "alpha_iou", "wiou_v1", "wiou_v3", "mpdiou", "inner_iou", "shape_iou")
 IMPLS = ("torchvision", "reference", "fused")
-_OURS = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss, "smooth_l1": smooth_l1_loss}
+_OURS = {
+    "iou": B.iou_loss, "giou": B.giou_loss, "diou": B.diou_loss, "ciou": B.ciou_loss,
+    "smooth_l1": B.smooth_l1_loss, "eiou": B.eiou_loss, "focal_eiou": B.focal_eiou_loss, "siou": B.siou_loss,
+    "alpha_iou": B.alpha_iou_loss, "wiou_v1": B.wiou_v1_loss, "inner_iou": B.inner_iou_loss,
+    "shape_iou": B.shape_iou_loss,
+}
+
+
+def check_losses(names) -> list[str]:
+    """`names` if every one is a benchmarked loss, else ValueError listing the accepted names."""
+    unknown = [n for n in names if n not in LOSSES + NEWER_LOSSES]
+    if unknown:
+        raise ValueError(f"unknown loss(es) {', '.join(unknown)}; accepted: {', '.join(LOSSES + NEWER_LOSSES)}")
+    return list(names)
 
 
 def _torchvision_fn(name):
+    if name in NEWER_LOSSES:
+        return None
     if name == "smooth_l1":  # no torchvision op: torch's own one-kernel F.smooth_l1_loss is the baseline
         import torch.nn.functional as F
 
@@ -75,6 +96,10 @@ def loss_fn(name: str, impl: str):
     """fn(pred, target) -> scalar mean loss, or None if `impl` has no such loss."""
     if impl == "torchvision":
         return _torchvision_fn(name)
+    if name == "wiou_v3":
+        return B.WIoUv3Loss(impl=impl).train()
+    if name == "mpdiou":
+        return lambda p, t: B.mpdiou_loss(p, t, reduction="mean", img_size=(150, 150), impl=impl)
     return lambda p, t: _OURS[name](p, t, reduction="mean", impl=impl)
 
 
@@ -186,6 +211,7 @@ def run_benchmark(
     rounds: int | None = None, memory: bool = True, log=None,
 ) -> list[dict]:
     """One row per (loss, size, dtype): seconds and peak extra bytes per implementation."""
+    losses = check_losses(losses)
     threads = torch.get_num_threads()
     mem = {}
     if memory and torch.device(device).type == "cpu":

@@ -42,3 +42,20 @@ def test_script_with_memory_worker():
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| giou | 2e+03 | float32 |" in proc.stdout
+
+
+def test_newer_losses_in_the_benchmark():
+    """The newer losses run through the benchmark (no torchvision column) and their implementations agree on
+    its inputs; an unknown name is a ValueError listing the accepted ones."""
+    from boxloss.evaluation.loss_benchmark import NEWER_LOSSES
+
+    rows = run_benchmark(["eiou", "wiou_v3"], sizes=[64], dtypes=["float32"], rounds=1, memory=False)
+    assert [set(r["seconds"]) for r in rows] == [{"reference", "fused"}] * 2
+    assert "| eiou | 6e+01 | float32 | - |" in format_markdown(rows)
+    p, t = make_boxes(1000)
+    for name in NEWER_LOSSES:
+        assert loss_fn(name, "torchvision") is None
+        ref, fus = (loss_fn(name, impl)(p, t) for impl in ("reference", "fused"))
+        torch.testing.assert_close(ref, fus, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="accepted: iou, giou"):
+        run_benchmark(["eiou", "fiou"], sizes=[64], dtypes=["float32"], rounds=1, memory=False)
