@@ -471,12 +471,13 @@ BL_INL T newer_box(const T* pb, const T* tb, const NPrm& prm, const Fmt<T>& fm, 
 inline int newer_threads(int64_t n, int nthreads) { return n < 131072 ? 1 : (nthreads < 1 ? 1 : nthreads); }
 constexpr int64_t NCHUNK = 1024;
 
-// ex (the per-box extra input) and gout are per-box arrays (the caller materialises broadcasts), so every load
-// is a plain vector load.
+// gout is a per-box array (the caller materialises a broadcast), so every load is a plain vector load; ex is
+// per box for MPDIoU (kind 9: the image diagonal may differ per box) and one value for the others.
 template <typename T, int KIND, int VAR>
 void newer_fwd(int64_t n, const T* p, const T* t, const T* ex, T* out, const NPrm& prm_in, int nthreads) {
   const NPrm prm = prm_in;  // local copies: provably not aliased by the stores below
   const Fmt<T> fm(prm.fmt);
+  const T ex0 = ex[0];
   const int nt = newer_threads(n, nthreads);
   const int64_t nchunks = (n + NCHUNK - 1) / NCHUNK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -484,7 +485,8 @@ void newer_fwd(int64_t n, const T* p, const T* t, const T* ex, T* out, const NPr
     const int64_t end = (c + 1) * NCHUNK < n ? (c + 1) * NCHUNK : n;
 #pragma omp simd
     for (int64_t i = c * NCHUNK; i < end; ++i)
-      out[i] = newer_box<T, KIND, VAR, false, false>(p + 4 * i, t + 4 * i, prm, fm, ex[i], T(0), nullptr, nullptr);
+      out[i] = newer_box<T, KIND, VAR, false, false>(p + 4 * i, t + 4 * i, prm, fm, KIND == 9 ? ex[i] : ex0, T(0),
+                                                     nullptr, nullptr);
   }
 }
 
@@ -493,6 +495,7 @@ void newer_bwd(int64_t n, const T* p, const T* t, const T* ex, const T* gout, T*
                int nthreads) {
   const NPrm prm = prm_in;
   const Fmt<T> fm(prm.fmt);
+  const T ex0 = ex[0];
   const int nt = newer_threads(n, nthreads);
   const int64_t nchunks = (n + NCHUNK - 1) / NCHUNK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -500,7 +503,8 @@ void newer_bwd(int64_t n, const T* p, const T* t, const T* ex, const T* gout, T*
     const int64_t end = (c + 1) * NCHUNK < n ? (c + 1) * NCHUNK : n;
 #pragma omp simd
     for (int64_t i = c * NCHUNK; i < end; ++i)
-      newer_box<T, KIND, VAR, GP, GT>(p + 4 * i, t + 4 * i, prm, fm, ex[i], gout[i], gp + 4 * i, gt + 4 * i);
+      newer_box<T, KIND, VAR, GP, GT>(p + 4 * i, t + 4 * i, prm, fm, KIND == 9 ? ex[i] : ex0, gout[i], gp + 4 * i,
+                                      gt + 4 * i);
   }
 }
 
@@ -546,7 +550,7 @@ extern "C" {
 int bl_newer_version() { return 1; }
 
 // Forward (out != null: writes the per-box loss) or backward (out == null: writes gp / gt where not
-// null, from the incoming per-box gradient g). ex: the per-box extra input ([n]).
+// null, from the incoming per-box gradient g). ex: the extra input, [n] for MPDIoU, [1] otherwise.
 // dtype: 0 float32, 1 float64. Returns 0 on success.
 int bl_newer(int dtype, int kind, int fmt, int pmode, double eps, double p0, double p1, double p2, int64_t n,
              const void* p, const void* t, const void* ex, const void* g, void* out, void* gp, void* gt, int nthreads) {

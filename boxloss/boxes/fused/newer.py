@@ -56,7 +56,7 @@ def _forward(p: Tensor, t: Tensor, ex: Tensor, cfg: tuple) -> Tensor:
 
 class _CpuNewerLoss(torch.autograd.Function):
     """Per-box newer IoU-family loss of [N, 4] contiguous fp32/fp64 boxes; `ex` a per-box extra input (MPDIoU's
-    image diagonal, Wise-IoU v3's running mean; [N], never differentiated); cfg = (dtype, kind, fmt,
+    image diagonal, [N]; Wise-IoU v3's running mean, [1]; never differentiated); cfg = (dtype, kind, fmt,
     pmode, eps, p0, p1, p2) for the C++ kernel. Saves only the inputs; the backward recomputes the rest."""
 
     @staticmethod
@@ -127,9 +127,11 @@ def fused_newer_loss(
         if not same:
             return _unavailable(impl, f"the extra input of shape {list(extra.shape)} broadcasts the boxes' batch "
                                       f"shape {list(batch)} to a larger one")
-        ex = extra.detach().to(device="cpu", dtype=dtype).expand(batch).reshape(-1).contiguous()
+        ex = extra.detach().to(device="cpu", dtype=dtype)
     else:
-        ex = torch.full((p.shape[0],), 0.0 if extra is None else float(extra), dtype=dtype)
+        ex = torch.tensor(0.0 if extra is None else float(extra), dtype=dtype)
+    # the kernels read MPDIoU's extra per box ([N]), the others' as one value ([1])
+    ex = ex.expand(batch).reshape(-1).contiguous() if kind == "mpdiou" else ex.reshape(1)
     cfg = (_DTYPES[dtype], KINDS[kind], _FMTS[fmt], int(pmode), float(eps), float(p0), float(p1), float(p2))
     if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
         out = _CpuNewerLoss.apply(p, t, ex, cfg)
