@@ -283,8 +283,8 @@ def test_broadcast_batch_and_noncontiguous():
 
 
 def test_multithreaded_loops():
-    """From 131,072 boxes the kernels use torch's thread count: the same numbers as the reference."""
-    pred, target = overlapping_pairs(140_000, dtype=torch.float32, seed=23)
+    """From 262,144 boxes the kernels use torch's thread count: the same numbers as the reference."""
+    pred, target = overlapping_pairs(270_000, dtype=torch.float32, seed=23)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -8,6 +8,7 @@ without OpenMP). If there is no compiler or the build fails, `library()` returns
 warns once, and every loss falls back to the reference (eager torch) path.
 
 `BOXLOSS_CPU_KERNELS=0` in the environment disables the library (the reference path is used).
+`build(source=..., name=...)` builds other libraries the same way (`_cpu_newer.py`: the newer losses).
 """
 
 from __future__ import annotations

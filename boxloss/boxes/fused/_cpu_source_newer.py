@@ -468,7 +468,8 @@ BL_INL T newer_box(const T* pb, const T* tb, const NPrm& prm, const Fmt<T>& fm, 
   return loss;
 }
 
-inline int newer_threads(int64_t n, int nthreads) { return n < 131072 ? 1 : (nthreads < 1 ? 1 : nthreads); }
+// threads from 262,144 boxes up, as the core kernels (a waiting thread stalls for a time slice on a loaded machine)
+inline int newer_threads(int64_t n, int nthreads) { return n < 262144 ? 1 : (nthreads < 1 ? 1 : nthreads); }
 constexpr int64_t NCHUNK = 1024;
 
 // gout is a per-box array (the caller materialises a broadcast), so every load is a plain vector load; ex is
