@@ -280,6 +280,15 @@ def test_broadcast_batch_and_noncontiguous():
     sizes = torch.rand(20, 2, generator=torch.Generator().manual_seed(3)) * 500 + 100
     _agree("mpdiou", {"img_size": sizes}, pred.reshape(3, 20, 4), target[:20], 1e-6)
     _agree("mpdiou", {"img_size": torch.tensor([640.0, 480.0])}, pred, target, 1e-6)
+    # an image size that enlarges the batch shape ([3, 1, 2] against 20 boxes -> loss [3, 20]): the kernels
+    # take one diagonal per box, so "auto" uses the reference path and "fused" says why
+    per_image = torch.tensor([[[640.0, 480.0]], [[320.0, 240.0]], [[100.0, 100.0]]])
+    loss = mpdiou_loss(pred[:20], target[:20], img_size=per_image, reduction="none")
+    assert loss.shape == (3, 20)
+    torch.testing.assert_close(loss, mpdiou_loss(pred[:20], target[:20], img_size=per_image, reduction="none",
+                                                 impl="reference"))
+    with pytest.raises(RuntimeError, match="broadcasts the boxes' batch shape"):
+        mpdiou_loss(pred[:20], target[:20], img_size=per_image, impl="fused")
 
 
 def test_multithreaded_loops():
