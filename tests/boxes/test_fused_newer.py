@@ -380,18 +380,21 @@ def test_unsupported_device_error_matches_core():
         eiou_loss(cpu, target, impl="fused")
 
 
-def test_cuda_message_names_the_reference_path(monkeypatch):
-    """No Triton kernels for these losses: on CUDA "fused" says so, "auto" returns None to the caller (the
-    reference path). Checked without a GPU by faking the device type."""
+def test_cuda_float64_error_matches_core():
+    """On CUDA the Triton kernels compute in fp32 only: fp64 CUDA boxes get the reference path with "auto" and
+    the core losses' error with "fused". Checked without a GPU by faking the device type."""
 
     class FakeCuda(torch.Tensor):
         @property
         def device(self):
             return torch.device("cuda", 0)
 
-    p = torch.zeros(3, 4).as_subclass(FakeCuda)
-    with pytest.raises(RuntimeError, match='impl="fused" cannot run: no fused CUDA kernel for siou .*reference path'):
+    p = torch.zeros(3, 4, dtype=torch.float64).as_subclass(FakeCuda)
+    with pytest.raises(RuntimeError) as core:
+        fused.fused_overlap_loss(p, p, "ciou", impl="fused")
+    with pytest.raises(RuntimeError) as err:
         newer.fused_newer_loss(p, p, "siou", impl="fused")
+    assert str(err.value) == str(core.value) and 'impl="fused" cannot run' in str(err.value)
     assert newer.fused_newer_loss(p, p, "siou", impl="auto") is None
 
 

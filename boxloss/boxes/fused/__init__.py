@@ -1,6 +1,7 @@
 """Fused forward+backward kernels for the IoU-family losses (and Smooth L1 on CPU), and the dispatch
 between implementations. The newer losses (EIoU ... Shape-IoU) dispatch in `newer.py`, with the same
-`impl` semantics and default, to their own CPU kernel library (`_cpu_newer.py`).
+`impl` semantics and default, to their own CPU kernel library (`_cpu_newer.py`) and Triton kernels
+(`_triton_newer.py`).
 
 Every IoU-family loss takes `impl=`:
 

@@ -4,8 +4,8 @@ Inner-IoU, Shape-IoU) to their fused CPU kernels (`_cpu_source_newer.py`).
 `impl` has the core losses' semantics (`boxloss.boxes.fused`): "auto" (default, see `set_default_impl`)
 uses the fused kernel for CPU tensors when the kernel library builds and the reference path otherwise;
 "fused" raises a RuntimeError saying why where it cannot run; "reference" is the eager torch formulas.
-Under `torch.compile` every impl traces the reference. There are no Triton kernels for these losses yet:
-on CUDA, "auto" uses the reference path and "fused" raises.
+Under `torch.compile` every impl traces the reference. On CUDA the Triton kernels (`_triton_newer.py`, fp32
+compute) run where Triton is installed and compiles, as for the core losses.
 
 Same numerics as the core fused path: compute in fp32 (fp64 stays fp64; fp16/bf16 inputs are cast to
 fp32 before the kernel), the loss in the compute dtype, gradients to each input in its own dtype, one
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .._checks import check_choice, check_tensor, compute_dtype
 from ..formats import BOX_FORMATS
+from .. import fused as _pkg  # its _triton_on_cpu testing hook is read at call time
 from . import IMPLS, _DTYPES, _FMTS, _flat_pair, _unavailable, get_default_impl
 from . import _cpu_newer
 
@@ -107,17 +108,20 @@ def fused_newer_loss(
     device = pred.device
     if target.device != device:
         return _unavailable(impl, f"pred is on {device} and target on {target.device}")
-    if device.type == "cuda":
-        return _unavailable(impl, f"no fused CUDA kernel for {kind} (the newer IoU-family losses have CPU kernels "
-                                  "only; on CUDA they use the reference path)")
-    if device.type != "cpu":
+    triton_path = device.type == "cuda" or (device.type == "cpu" and _pkg._triton_on_cpu)
+    if device.type != "cpu" and not triton_path:
         return _unavailable(impl, f"no fused kernel for device type {device.type!r}")
     if isinstance(extra, Tensor) and extra.requires_grad and torch.is_grad_enabled():
         return _unavailable(impl, f"the fused {kind} kernel does not differentiate its extra input (img_size)")
-    lib = _cpu_newer.library()
-    if lib is None:
-        return _unavailable(impl, "the CPU kernel library could not be built (see the earlier warning)")
     dtype = compute_dtype(pred, target)
+    if triton_path:
+        from . import _triton_newer
+
+        why = _triton_newer.unavailable_reason(dtype)
+        if why is not None:
+            return _unavailable(impl, why)
+    elif _cpu_newer.library() is None:
+        return _unavailable(impl, "the CPU kernel library could not be built (see the earlier warning)")
     p, t, batch = _flat_pair(pred, target, dtype)
     if isinstance(extra, Tensor):
         try:
@@ -127,11 +131,19 @@ def fused_newer_loss(
         if not same:
             return _unavailable(impl, f"the extra input of shape {list(extra.shape)} broadcasts the boxes' batch "
                                       f"shape {list(batch)} to a larger one")
-        ex = extra.detach().to(device="cpu", dtype=dtype)
+        ex = extra.detach().to(device=device, dtype=dtype)
     else:
-        ex = torch.tensor(0.0 if extra is None else float(extra), dtype=dtype)
+        ex = torch.tensor(0.0 if extra is None else float(extra), dtype=dtype, device=device)
     # the kernels read MPDIoU's extra per box ([N]), the others' as one value ([1])
     ex = ex.expand(batch).reshape(-1).contiguous() if kind == "mpdiou" else ex.reshape(1)
+    if triton_path:
+        try:
+            return _triton_newer.newer_loss(p, t, ex, KINDS[kind], int(pmode), _FMTS[fmt], eps, p0, p1, p2).view(batch)
+        except Exception as e:  # noqa: BLE001 -- e.g. Triton cannot compile for this GPU / driver
+            if impl == "fused":
+                raise
+            _triton_newer.mark_broken(e)
+            return None
     cfg = (_DTYPES[dtype], KINDS[kind], _FMTS[fmt], int(pmode), float(eps), float(p0), float(p1), float(p2))
     if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
         out = _CpuNewerLoss.apply(p, t, ex, cfg)
