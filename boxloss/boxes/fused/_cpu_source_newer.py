@@ -332,7 +332,7 @@ BL_INL T newer_box(const T* pb, const T* tb, const NPrm& prm, const Fmt<T>& fm, 
       loss = loss + spow<VAR>(x, p0);
       if (BWD) {
         const T gx = (G.iou - value) > T(0) ? g * spow_d<VAR>(x, p0) : T(0);
-        d.iou += gx - gx;  // d(iou - (iou - q)): the IoU parts cancel exactly, as in autograd
+        // d(iou - (iou - q)) / d iou = 1 - 1: nothing reaches the IoU (autograd's two parts cancel exactly)
         giou_q_back(G, eps, gx, d);
       }
     } else if constexpr (KIND >= 5) {  // + (rho^2/c^2)^alpha [+ (beta* v)^alpha]
