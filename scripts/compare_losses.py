@@ -19,6 +19,9 @@ Several processes or GPUs: give each process a disjoint part, then write the rep
     CUDA_VISIBLE_DEVICES=1 python scripts/compare_losses.py --config C --output-dir D --shard 1/2 &
     wait; python scripts/compare_losses.py --config C --output-dir D --report-only
 
+On one CPU machine, ``--jobs N`` does the same in one command: N shards at once, each with cores/N
+threads, then the report (faster than one process for this small model; see docs/benchmarks.md).
+
 ``--only loss=ciou,seed=1`` (repeat a key to pick several: ``loss=iou,loss=giou``) runs a chosen part.
 ``--report-only --allow-missing`` reports whatever has finished (e.g. at a deadline) and lists the
 missing runs at the top of report.md. All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
@@ -41,6 +44,7 @@ from boxloss.boxes import available_box_losses
 from boxloss.data import DatasetError
 from boxloss.engine import ConfigError, TrainingError, load_config
 from boxloss.engine.sweep import build_report, missing_runs, plan_runs, run_sweep, select_runs
+from boxloss.engine.sweep_jobs import run_jobs
 from boxloss.evaluation.report import format_table, noise_summary
 
 DEFAULT_LOSSES = "smooth_l1,iou,giou,diou,ciou"
@@ -61,9 +65,14 @@ def parse_args(argv=None):
     p.add_argument("--device", help="cpu | cuda | auto (train.device)")
     p.add_argument("--backend", choices=("pycocotools", "faster-coco-eval"), default="pycocotools",
                    help="COCO evaluator for the report (default pycocotools, the reference)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=0.01")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. optim.lr=0.01 (may be repeated)")
     p.add_argument("--only", default=None, metavar="loss=L,seed=S", help="run only these runs, e.g. loss=ciou,seed=1")
     p.add_argument("--shard", default=None, metavar="I/N", help="run every N-th run starting at I (0-based)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at once, each with cores/N threads (a small CPU model trains faster so); "
+                        "output of each in OUTPUT_DIR/job<i>.log")
+    p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # set for the --jobs children
     p.add_argument("--report-only", action="store_true", help="train nothing; write the report from finished runs")
     p.add_argument("--allow-missing", action="store_true",
                    help="with --report-only: report the finished runs even if some are missing (the report says which)")
@@ -122,7 +131,13 @@ def main(argv=None) -> int:
             cfg["train"]["progress"] = False
         runs = plan_runs(losses, args.seeds)
         mine = select_runs(runs, only=parse_only(args.only), shard=parse_shard(args.shard))
-        if not args.report_only:
+        if args.jobs < 1 or (args.jobs > 1 and args.shard):
+            raise ValueError(f"--jobs {args.jobs}: expected N >= 1, and not together with --shard")
+        if args.jobs > 1 and not args.report_only:
+            codes = run_jobs(sys.argv[1:] if argv is None else list(argv), args.jobs, args.output_dir, __file__)
+            if any(codes):
+                raise TrainingError(f"{sum(c != 0 for c in codes)} of {args.jobs} sweep processes failed (see above)")
+        elif not args.report_only:
             status = run_sweep(cfg, mine, args.output_dir, backend=args.backend)
             locked = [f"{l} seed {s}" for (l, s), v in status.items() if v == "locked"]
             if locked:
@@ -133,6 +148,8 @@ def main(argv=None) -> int:
                   + ", ".join(f"{l} seed {s}" for l, s in missing)
                   + ". When every part is done: the same command with --report-only.")
             return 0 if not args.report_only else 1
+        if args.no_report:
+            return 0
         out = build_report(cfg, runs, args.output_dir, allow_missing=args.allow_missing)
     except (ConfigError, DatasetError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

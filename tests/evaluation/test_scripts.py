@@ -139,3 +139,22 @@ def test_eval_det_errors(tmp_path, sweep, capsys):
     ck = str(run_dir(out, "iou", 0) / "checkpoint_last.pt")
     assert main(["--checkpoint", ck, "--val-ann", "x.json"]) == 2
     assert "both --val-ann and --val-images" in capsys.readouterr().err
+
+
+def test_jobs_flag_trains_shards_in_parallel_processes(tmp_path, cache, capsys):
+    from boxloss.engine.sweep_jobs import threads_per_job
+
+    main = script("compare_losses.py")
+    out = tmp_path / "sweep"
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "--jobs", "2",
+                 *common(cache)]) == 0
+    text = capsys.readouterr().out
+    assert "2 processes" in text and "| loss | seeds | AP |" in text
+    assert (out / "report.md").is_file() and list(json.loads((out / "report.json").read_text())["losses"]) == ["iou", "ciou"]
+    for i, loss in enumerate(("iou", "ciou")):  # shard i of 2 trained run i, with cores // 2 threads
+        log = (out / f"job{i}.log").read_text()
+        assert f"{loss} seed 0" in log and "error" not in log.lower()
+        run_cfg = load_config(str(run_dir(out, loss, 0) / "config.yaml"))
+        assert run_cfg["train"]["threads"] == threads_per_job(2)
+    assert main(["--config", SMOKE, "--jobs", "2", "--shard", "0/2", "--output-dir", str(out)]) == 2
+    assert "not together with --shard" in capsys.readouterr().err
