@@ -137,3 +137,23 @@ def test_cuda_matches_reference(variant):
         out.append((loss.detach().cpu(), a.grad.cpu(), b.grad.cpu()))
     for x, y in zip(*out):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6 * y.abs().max().item())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
+@pytest.mark.parametrize("variant", VARIANTS, ids=_ids)
+def test_cuda_no_host_sync(variant):
+    """DESIGN.md: no host-device synchronisation in loss code. The fused forward and backward on CUDA run
+    under torch.cuda.set_sync_debug_mode("error") (a scalar extra input made with torch.tensor(x,
+    device="cuda") would be a synchronising copy on every call)."""
+    name, kw = variant
+    kw = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    p, t = overlapping_pairs(256, dtype=torch.float32, seed=5)
+    p, t = p.cuda().requires_grad_(True), t.cuda()
+    FNS[name](p, t, reduction="none", impl="fused", **kw).sum().backward()  # compile first (may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = FNS[name](p, t, reduction="none", impl="fused", **kw)
+        loss.backward(torch.ones_like(loss))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

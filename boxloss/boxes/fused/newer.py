@@ -133,7 +133,9 @@ def fused_newer_loss(
                                       f"shape {list(batch)} to a larger one")
         ex = extra.detach().to(device=device, dtype=dtype)
     else:
-        ex = torch.tensor(0.0 if extra is None else float(extra), dtype=dtype, device=device)
+        # torch.full, not torch.tensor: on CUDA torch.tensor(x, device=...) is a host-to-device copy that
+        # synchronises the stream on every call; torch.full is a fill kernel
+        ex = torch.full((), 0.0 if extra is None else float(extra), dtype=dtype, device=device)
     # the kernels read MPDIoU's extra per box ([N]), the others' as one value ([1])
     ex = ex.expand(batch).reshape(-1).contiguous() if kind == "mpdiou" else ex.reshape(1)
     if triton_path:
