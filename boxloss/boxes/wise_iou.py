@@ -69,15 +69,11 @@ def _check_iou_mean(iou_mean, eps: float):
     return max(float(iou_mean), eps)
 
 
-def _focusing(l_iou: Tensor, iou_mean, alpha: float, delta: float, eps: float) -> Tensor:
-    """v3's non-monotonic focusing coefficient r = beta / (delta * alpha^(beta - delta)), beta detached."""
+def _focusing(l_iou: Tensor, iou_mean, alpha: float, delta: float) -> Tensor:
+    """v3's non-monotonic focusing coefficient r = beta / (delta * alpha^(beta - delta)), beta detached;
+    `iou_mean` as returned by `_check_iou_mean` (the value the fused kernels get too)."""
     if isinstance(iou_mean, Tensor):
-        if iou_mean.dim() != 0 or not iou_mean.is_floating_point():
-            raise ValueError(f"iou_mean must be a float or a 0-dim floating tensor, got {iou_mean!r}")
-        iou_mean = iou_mean.detach().to(l_iou.dtype).clamp_min(eps)
-    else:
-        check_number("iou_mean", iou_mean, low=0.0)
-        iou_mean = max(float(iou_mean), eps)
+        iou_mean = iou_mean.to(l_iou.dtype)
     beta = l_iou.detach() / iou_mean
     return beta / (delta * torch.exp((beta - delta) * math.log(alpha)))
 
@@ -145,7 +141,7 @@ def wiou_v3_loss(
     if loss is not None:
         return _finish(loss, reduction, weight, avg_factor)
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
-    loss = _focusing(l_iou, iou_mean, alpha, delta, eps) * r * l_iou
+    loss = _focusing(l_iou, mean, alpha, delta) * r * l_iou
     return _finish(loss, reduction, weight, avg_factor)
 
 
