@@ -228,6 +228,23 @@ def test_identical_boxes_give_exactly_zero(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_ids)
+def test_ties_on_an_integer_grid(variant):
+    """Corners on a 5x5 integer grid: shared edges (min/max ties, split in halves), equal widths (max ties,
+    |w - w_gt| = 0), dx = 0 or dy = 0 (|.| at 0), clamps hit exactly (zero widths, inverted boxes) -- the
+    kinks where a hand-written backward most easily differs from autograd. fp64, so only the tie and clamp
+    rules can make a difference."""
+    name, kw = variant
+    g = torch.Generator().manual_seed(0)
+    pred, target = (torch.randint(0, 5, (2000, 4), generator=g).double() for _ in range(2))
+    for b in (pred, target):  # half of them valid boxes (x2 >= x1), half raw corners (inverted ones included)
+        b[:1000, 2:] = b[:1000, :2] + torch.randint(0, 4, (1000, 2), generator=g).double()
+    if name == "alpha_iou" and kw.get("alpha", 3.0) > 3:
+        pred, target = pred[:1000], target[:1000]  # inverted pairs: (rho^2 / eps)^20 overflows on both paths
+    (loss, gp, gt), _ = _agree(name, kw, pred, target, 1e-12)
+    assert torch.isfinite(loss).all() and torch.isfinite(gp).all() and torch.isfinite(gt).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=_ids)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_degenerate_boxes_finite_values_and_gradients(variant, dtype):
     name, kw = variant
