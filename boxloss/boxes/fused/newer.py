@@ -41,6 +41,8 @@ def pow_mode(exponent: float) -> int:
 
 
 def _call(lib, cfg, n, p, t, ex, g=None, out=None, gp=None, gt=None):
+    if n == 0:  # nothing to do; and empty tensors' data_ptr() is NULL, which the kernels read ex[0] from
+        return
     dtype, kind, fmt, pmode, eps, p0, p1, p2 = cfg
     ptr = lambda x: x.data_ptr() if x is not None else None  # noqa: E731
     rc = lib.bl_newer(dtype, kind, fmt, pmode, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(), ex.data_ptr(),
