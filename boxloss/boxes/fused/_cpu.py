@@ -24,9 +24,6 @@ import warnings
 
 from ._cpu_source import CPU_SOURCE
 
-_LOCK = threading.Lock()
-_LIB = None
-_TRIED = False
 _FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"]
 _NATIVE = ["-march=native"]
 _VOID_P, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
@@ -107,31 +104,43 @@ def build(force: bool = False, *, source: str = CPU_SOURCE, name: str = "boxloss
     raise RuntimeError(f"building the boxloss CPU kernels failed ({name}):\n" + "\n".join(errors))
 
 
+class LazyLibrary:
+    """A kernel library built and loaded on first use, once per process (thread-safe); None when it
+    cannot be built (warns once) or when ``BOXLOSS_CPU_KERNELS=0``."""
+
+    def __init__(self, build_fn, what: str):
+        self._build, self._what = build_fn, what
+        self._lock = threading.Lock()
+        self.lib, self.tried = None, False
+
+    def get(self):
+        if self.tried:
+            return self.lib
+        with self._lock:
+            if not self.tried:
+                self.lib = None
+                if os.environ.get("BOXLOSS_CPU_KERNELS", "1") != "0":
+                    try:
+                        self.lib = self._build()
+                    except Exception as e:  # noqa: BLE001 -- any failure means: use the reference path
+                        warnings.warn(f"boxloss: {self._what} unavailable, using the reference (eager torch) "
+                                      f"path. {e}", RuntimeWarning, stacklevel=4)
+                self.tried = True
+        return self.lib
+
+    def reset(self, lib=None, tried: bool = False) -> None:
+        """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
+        self.lib, self.tried = lib, tried
+
+
+_CORE = LazyLibrary(lambda: build(), "fused CPU kernels")
+
+
 def library():
     """The loaded kernel library, or None (no compiler, build failed, or BOXLOSS_CPU_KERNELS=0)."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if _TRIED:
-            return _LIB
-        if os.environ.get("BOXLOSS_CPU_KERNELS", "1") == "0":
-            _LIB = None
-        else:
-            try:
-                _LIB = build()
-            except Exception as e:  # noqa: BLE001 -- any failure means: use the reference path
-                warnings.warn(
-                    f"boxloss: fused CPU kernels unavailable, using the reference (eager torch) path. {e}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                _LIB = None
-        _TRIED = True
-    return _LIB
+    return _CORE.get()
 
 
 def _reset_for_tests(lib=None, tried: bool = False) -> None:
     """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
-    global _LIB, _TRIED
-    _LIB, _TRIED = lib, tried
+    _CORE.reset(lib, tried)

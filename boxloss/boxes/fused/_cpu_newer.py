@@ -9,16 +9,10 @@ If it cannot be built, the first call warns once and the newer losses use the re
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
-import warnings
 
 from . import _cpu
 from ._cpu_source_newer import NEWER_SOURCE
 
-_LOCK = threading.Lock()
-_LIB = None
-_TRIED = False
 _V, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 
 
@@ -37,32 +31,14 @@ def build(force: bool = False):
     return _cpu.build(force, source=NEWER_SOURCE, name="boxloss_cpu_newer", loader=_load)
 
 
+_NEWER = _cpu.LazyLibrary(lambda: build(), "fused CPU kernels of the newer losses")
+
+
 def library():
     """The loaded library, or None (no compiler, build failed, or BOXLOSS_CPU_KERNELS=0)."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if _TRIED:
-            return _LIB
-        if os.environ.get("BOXLOSS_CPU_KERNELS", "1") == "0":
-            _LIB = None
-        else:
-            try:
-                _LIB = build()
-            except Exception as e:  # noqa: BLE001 -- any failure means: use the reference path
-                warnings.warn(
-                    f"boxloss: fused CPU kernels of the newer losses unavailable, using the reference (eager "
-                    f"torch) path. {e}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                _LIB = None
-        _TRIED = True
-    return _LIB
+    return _NEWER.get()
 
 
 def _reset_for_tests(lib=None, tried: bool = False) -> None:
     """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
-    global _LIB, _TRIED
-    _LIB, _TRIED = lib, tried
+    _NEWER.reset(lib, tried)
