@@ -11,11 +11,14 @@ The power alpha is applied to IoU and to each penalty term separately:
 with the GIoU/DIoU/CIoU terms of `overlaps.py`. alpha = 1 gives the base loss; alpha > 1 up-weights the
 loss and gradient of high-IoU boxes (the paper's recommendation, and our default, is alpha = 3).
 
-Where the paper's notation leaves room, we follow the authors' released code (Jacobi93/Alpha-IoU,
-`bbox_alpha_iou`): the penalty is raised to alpha as a whole (rho^2/c^2 -> (rho^2/c^2)^a, i.e. the paper's
-rho^{2a}/c^{2a}), and CIoU's trade-off beta = v / (1 - IoU + v) uses the plain IoU (not IoU^a) and is a
-constant in backprop. The reference code adds eps inside each power; we do not, so identical boxes give
-exactly 0, and an alpha < 1 power has gradient 0 (not infinity) where its base is 0.
+Checked against the authors' released code (Jacobi93/Alpha-IoU utils/general.py `bbox_alpha_iou`): as
+there, the GIoU penalty and CIoU's beta * v are each raised to alpha as a whole, and CIoU's trade-off
+beta = v / (1 - IoU + v) uses the plain IoU (not IoU^a) and is a constant in backprop. One deliberate
+difference: the DIoU/CIoU distance term is the paper's rho^{2a}/c^{2a} = (rho^2/c^2)^a (rho the Euclidean
+centre distance -- the paper is not ambiguous here), while the authors' code takes the powers per axis,
+(|dx|^2a + |dy|^2a) / (C_w^2a + C_h^2a); the two agree for alpha = 1 (docs/losses.md, tested). The
+reference code adds eps inside each power; we do not, so identical boxes give exactly 0, and an
+alpha < 1 power has gradient 0 (not infinity) where its base is 0.
 """
 
 from __future__ import annotations

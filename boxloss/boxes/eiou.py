@@ -77,8 +77,9 @@ def focal_eiou_loss(
     """Focal-EIoU loss IoU^gamma * L_EIoU (Zhang et al. 2022; gamma = 0.5 is the paper's choice).
 
     IoU^gamma is detached: it re-weights each box's EIoU gradient towards high-overlap boxes and is not
-    itself optimised (the paper does not say; this follows the issue's specification and makes the
-    weight a plain focal factor). Consequence: disjoint boxes (IoU = 0) get zero loss and zero gradient;
+    itself optimised (the paper does not say; this follows the issue's specification, and the public YOLO
+    implementations detach it too -- no code by the authors was found, docs/losses.md). Consequence:
+    disjoint boxes (IoU = 0) get zero loss and zero gradient;
     pair it with another loss early in training if predictions start far away. gamma = 0 is EIoU.
     `impl` as for `eiou_loss`.
     """

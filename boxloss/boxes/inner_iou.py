@@ -9,9 +9,10 @@ size; their IoU replaces the IoU term of a base loss, whose penalty terms stay o
 
 so base="iou" is 1 - IoU_inner. ratio < 1 (smaller auxiliary boxes) speeds up regression of high-IoU
 pairs, ratio > 1 helps low-IoU pairs; the paper suggests ratio in [0.5, 1.5]. ratio = 1 is the base loss.
-The default ratio = 0.7 is the default of the authors' released YOLOv8 code (as we recall it; the paper
-reports results for several ratios). CIoU's alpha inside Inner-CIoU uses the real boxes' IoU and is a
-constant in backprop, as in `ciou_loss` and the authors' code.
+Checked against the authors' released `inner_ciou` / `inner_siou` (malagoutou/Inner-IoU): same inner boxes,
+same "base loss with IoU replaced by the inner IoU"; CIoU's alpha inside Inner-CIoU uses the real boxes'
+IoU and is a constant in backprop, as there. The default ratio = 0.7 is our choice, not theirs: their
+functions default to ratio = 1.0, which is the base loss itself (docs/losses.md).
 """
 
 from __future__ import annotations

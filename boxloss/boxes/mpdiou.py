@@ -11,7 +11,8 @@ The normaliser is the input image, not the enclosing box: MPDIoU is not scale in
 boxes and the image together leaves it unchanged). We take the image size explicitly as
 `img_size=(w_img, h_img)`, in the boxes' units (pixels, or (1, 1) for boxes normalised to the image), or
 as a tensor broadcastable to `[..., 2]` for a per-box image size. There is no default: silently
-normalising by something else would be a different loss.
+normalising by something else would be a different loss. No code by the authors was found; the formula
+matches the YOLO-fork `bbox_iou(..., MPDIoU=True)` given the input size (docs/losses.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Shape-IoU loss (Zhang, Zhang, "Shape-IoU: More Accurate Metric considering Bounding Box Shape and
-Scale", arXiv:2312.17663, 2023), following the authors' released code.
+Scale", arXiv:2312.17663, 2023), following -- and checked against -- the authors' released code
+(malagoutou/Shape-IoU shapeiou.py `shape_iou`).
 
     ww = 2 w_gt^s / (w_gt^s + h_gt^s),  hh = 2 h_gt^s / (w_gt^s + h_gt^s)         (s = `scale`)
     distance = (hh * dx^2 + ww * dy^2) / c^2

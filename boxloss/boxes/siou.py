@@ -11,6 +11,8 @@ arXiv:2205.12740, 2022).
 
 (dx, dy) is the offset between the box centres, sigma = sqrt(dx^2 + dy^2), C_w, C_h the size of the
 smallest box enclosing both (as in the paper's figure 4 and the reference implementations), theta = 4.
+Checked against the most-used implementation (no code by the paper's author was found): meituan/YOLOv6
+yolov6/utils/figure_iou.py, `IOUloss(iou_type="siou")` -- same formula (docs/losses.md).
 
 The angle cost is computed in closed form. 1 - 2 sin^2(u) = cos(2u), so Lambda = cos(2 arcsin(x) - pi/2)
 = sin(2 alpha) = 2 |dx| |dy| / sigma^2. This is exactly the paper's value; it also equals the reference
@@ -19,9 +21,10 @@ has no arcsin, sin or sqrt, whose gradients are NaN or infinite at zero centre d
 source in published SIoU code). sigma^2 is clamped below by eps only as a denominator.
 
 Distance-cost sign: the distance cost must grow with the centre distance (exp(-gamma rho) with gamma in
-[1, 2] and rho >= 0). At least one published implementation computes exp(+gamma rho) -- written there as
-`gamma = 2 - angle_cost` followed by `2 - exp(gamma * rho)` -- which makes the loss *fall* as the
-prediction moves away; tests/boxes/test_newer_losses.py guards ours with a monotonicity property test.
+[1, 2] and rho >= 0). YOLOv6 writes it as `gamma = angle_cost - 2` (negative) and `2 - exp(gamma * rho)`;
+published code that keeps the paper's positive `gamma = 2 - angle_cost` with that same `2 - exp(gamma *
+rho)` computes exp(+gamma rho), which makes the loss *fall* as the prediction moves away;
+tests/boxes/test_newer_losses.py guards ours with a monotonicity property test.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""Wise-IoU v1 and v3 (Tong, Chen, Xu, Wang, "Wise-IoU: Bounding Box Regression Loss with Dynamic
-Focusing Mechanism", arXiv:2301.10051, 2023), following the authors' released code (Instinct323/wiou).
+"""Wise-IoU v1 and v3 (Tong, Chen, Xu, Yu, "Wise-IoU: Bounding Box Regression Loss with Dynamic
+Focusing Mechanism", arXiv:2301.10051, 2023), following the authors' released code (Instinct323/wiou
+iou.py `IouLoss`, checked; docs/losses.md lists the differences).
 
     v1:  L = R * L_IoU,  L_IoU = 1 - IoU,  R = exp(rho^2 / (W_g^2 + H_g^2)*)
     v3:  L = r * R * L_IoU,  beta = L_IoU* / mean(L_IoU),  r = beta / (delta * a^(beta - delta))
 
 rho is the distance between the box centres, W_g and H_g the size of the smallest box enclosing both;
 `*` marks a value detached from the graph (the authors' `.detach()`). R lies in [1, e]. a = 1.9 and
-delta = 3 are the paper's and the code's defaults (the code calls them gamma and delta; the paper calls
-them alpha and delta).
+delta = 3 are the paper's and the code's defaults (`IouLoss(alpha=1.9, delta=3)`; the YOLO
+snippet `WIoU_Scale` in the ultralytics forks calls them gamma and delta).
 
 mean(L_IoU) is a running mean over training, which is state: `WIoUv3Loss` keeps it in a persistent
 buffer `iou_mean` (so it is in `state_dict` and resumes with a checkpoint) and updates it, in training
@@ -18,7 +19,7 @@ mode only, as in the authors' code:
 *before* scaling the current batch (the current batch is already part of the mean it is scaled by).
 The momentum is m = 1 - 0.05^(1 / (n t)) for n batches per epoch and t epochs (after t epochs the
 initial value keeps weight 0.05); `wiou_momentum(n, t)` computes it. The default, 1 - 0.05^(1/(890*34)),
-is the authors' code default (their COCO/YOLOv7 setting); set yours.
+is the `IouLoss(890, 34)` of the authors' iou.py example; set yours.
 """
 
 from __future__ import annotations

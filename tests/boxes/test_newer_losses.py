@@ -116,6 +116,9 @@ GOLDEN = [
     ("alpha_giou A", alpha_iou_loss, A, {"base": "giou"}, 342 / 343 + 8 / 729),
     # Alpha-DIoU A: 342/343 + (1/9)^3 = 342/343 + 1/729.
     ("alpha_diou A", alpha_iou_loss, A, {"base": "diou"}, 342 / 343 + 1 / 729),
+    # Alpha-DIoU B, alpha 3: 1 - (1/2)^3 + (1/20)^3 (the paper's (rho^2/c^2)^a; the authors' code differs,
+    #   see test_alpha_iou_distance_term_follows_the_paper_not_the_authors_code).
+    ("alpha_diou B", alpha_iou_loss, B, {"base": "diou"}, 1 - 1 / 8 + 1 / 8000),
     # Alpha-DIoU A, alpha 2: 1 - 1/49 + 1/81.
     ("alpha_diou A a2", alpha_iou_loss, A, {"base": "diou", "alpha": 2.0}, 1 - 1 / 49 + 1 / 81),
     # Alpha-CIoU B, alpha 3: v = 4/pi^2 (atan(2/2) - atan(4/2))^2 = 0.0419568,
@@ -189,7 +192,8 @@ def _ref_geom(b1, b2, eps=1e-7):
 
 
 def ref_siou(b1, b2, eps=1e-7):
-    """The widely copied SIoU reference (YOLOv6 / ultralytics forks), with arcsin and the angle threshold."""
+    """meituan/YOLOv6 yolov6/utils/figure_iou.py `IOUloss(iou_type='siou')` (also copied into the ultralytics
+    forks and Instinct323/wiou iou.py), with arcsin and the angle threshold."""
     g = _ref_geom(b1, b2, eps)
     s_cw = (g["b2_x1"] + g["b2_x2"] - g["b1_x1"] - g["b1_x2"]) * 0.5
     s_ch = (g["b2_y1"] + g["b2_y2"] - g["b1_y1"] - g["b1_y2"]) * 0.5
@@ -209,7 +213,8 @@ def ref_siou(b1, b2, eps=1e-7):
 
 
 def ref_alpha_ciou(b1, b2, alpha=3.0, eps=1e-9):
-    """Jacobi93/Alpha-IoU `bbox_alpha_iou(..., CIoU=True)`; the loss is 1 - it."""
+    """The paper's alpha-CIoU, 1 - IoU^a + (rho^2/c^2)^a + (beta v)^a, with the reference code's eps placements
+    and its beta (plain IoU). Not the authors' distance term: see `ref_alpha_iou_authors` below."""
     g = _ref_geom(b1, b2, 0.0)
     iou = torch.pow(g["inter"] / g["union"] + eps, alpha)
     c2 = (g["cw"] ** 2 + g["ch"] ** 2) ** alpha + eps
@@ -222,6 +227,7 @@ def ref_alpha_ciou(b1, b2, alpha=3.0, eps=1e-9):
 
 
 def ref_eiou(b1, b2, eps=1e-7):
+    """The YOLO-fork `bbox_iou(..., EIoU=True)` (no authors' code found; docs/losses.md)."""
     g = _ref_geom(b1, b2, eps)
     c2 = g["cw"] ** 2 + g["ch"] ** 2 + eps
     rho2 = ((g["b2_x1"] + g["b2_x2"] - g["b1_x1"] - g["b1_x2"]) ** 2 + (g["b2_y1"] + g["b2_y2"] - g["b1_y1"] - g["b1_y2"]) ** 2) / 4
@@ -230,7 +236,7 @@ def ref_eiou(b1, b2, eps=1e-7):
 
 
 def ref_shape_iou(b1, b2, scale=0.0, eps=1e-7):
-    """Shape-IoU authors' `shape_iou` (box1 = prediction, box2 = target)."""
+    """malagoutou/Shape-IoU shapeiou.py `shape_iou` (box1 = prediction, box2 = target)."""
     g = _ref_geom(b1, b2, eps)
     w1, h1, w2, h2 = g["w1"], g["h1"], g["w2"], g["h2"]
     ww = 2 * torch.pow(w2, scale) / (torch.pow(w2, scale) + torch.pow(h2, scale))
@@ -246,7 +252,8 @@ def ref_shape_iou(b1, b2, scale=0.0, eps=1e-7):
 
 
 def ref_inner_ciou(b1, b2, ratio, eps=1e-7):
-    """Inner-IoU authors' `bbox_iou(..., CIoU=True, ratio=...)`: the CIoU with IoU replaced by inner IoU."""
+    """malagoutou/Inner-IoU innerciou.py `inner_ciou`: the CIoU with IoU replaced by inner IoU (alpha uses the
+    real IoU)."""
     g = _ref_geom(b1, b2, eps)
     x1, y1 = (g["b1_x1"] + g["b1_x2"]) / 2, (g["b1_y1"] + g["b1_y2"]) / 2
     x2, y2 = (g["b2_x1"] + g["b2_x2"]) / 2, (g["b2_y1"] + g["b2_y2"]) / 2
@@ -265,6 +272,65 @@ def ref_inner_ciou(b1, b2, ratio, eps=1e-7):
     return 1 - (inner_iou - (rho2 / c2 + v * alpha))
 
 
+def ref_alpha_iou_authors(b1, b2, alpha=3.0, ciou=False, eps=1e-9):
+    """Jacobi93/Alpha-IoU utils/general.py `bbox_alpha_iou(box1, box2, x1y1x2y2=True, DIoU=/CIoU=True)`
+    (commit 2554b46f), as 1 - it. Its distance term is (|dx|^2a + |dy|^2a) / (C_w^2a + C_h^2a), the powers
+    taken per axis, which is the paper's (rho^2/c^2)^a only for a = 1."""
+    b1_x1, b1_y1, b1_x2, b1_y2 = b1.unbind(-1)
+    b2_x1, b2_y1, b2_x2, b2_y2 = b2.unbind(-1)
+    inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * (
+        torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)
+    ).clamp(0)
+    w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
+    w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
+    union = w1 * h1 + w2 * h2 - inter + eps
+    iou = torch.pow(inter / union + eps, alpha)
+    beta = 2 * alpha
+    cw = torch.max(b1_x2, b2_x2) - torch.min(b1_x1, b2_x1)
+    ch = torch.max(b1_y2, b2_y2) - torch.min(b1_y1, b2_y1)
+    c2 = cw**beta + ch**beta + eps
+    rho_x = torch.abs(b2_x1 + b2_x2 - b1_x1 - b1_x2)
+    rho_y = torch.abs(b2_y1 + b2_y2 - b1_y1 - b1_y2)
+    rho2 = (rho_x**beta + rho_y**beta) / (2**beta)
+    if not ciou:
+        return 1 - (iou - rho2 / c2)
+    v = (4 / math.pi**2) * torch.pow(torch.atan(w2 / h2) - torch.atan(w1 / h1), 2)
+    alpha_ciou = v / ((1 + eps) - inter / union + v)
+    return 1 - (iou - (rho2 / c2 + torch.pow(v * alpha_ciou + eps, alpha)))
+
+
+def ref_inner_siou(b1, b2, ratio, eps=1e-7):
+    """malagoutou/Inner-IoU innersiou.py `inner_siou` (box1 = prediction, box2 = target, given here as xyxy
+    and converted to its xywh), as 1 - it: SIoU on the real boxes with IoU replaced by the inner IoU."""
+    x1, y1 = (b1[..., 0] + b1[..., 2]) / 2, (b1[..., 1] + b1[..., 3]) / 2
+    x2, y2 = (b2[..., 0] + b2[..., 2]) / 2, (b2[..., 1] + b2[..., 3]) / 2
+    w1, h1 = b1[..., 2] - b1[..., 0], b1[..., 3] - b1[..., 1]
+    w2, h2 = b2[..., 2] - b2[..., 0], b2[..., 3] - b2[..., 1]
+    b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
+    b2_x1, b2_x2, b2_y1, b2_y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
+    i1 = (x1 - w1 / 2 * ratio, x1 + w1 / 2 * ratio, y1 - h1 / 2 * ratio, y1 + h1 / 2 * ratio)
+    i2 = (x2 - w2 / 2 * ratio, x2 + w2 / 2 * ratio, y2 - h2 / 2 * ratio, y2 + h2 / 2 * ratio)
+    inner_inter = (torch.min(i1[1], i2[1]) - torch.max(i1[0], i2[0])).clamp(0) * (
+        torch.min(i1[3], i2[3]) - torch.max(i1[2], i2[2])
+    ).clamp(0)
+    inner_union = w1 * ratio * h1 * ratio + w2 * ratio * h2 * ratio - inner_inter + eps
+    inner_iou = inner_inter / inner_union
+    cw = torch.max(b1_x2, b2_x2) - torch.min(b1_x1, b2_x1)
+    ch = torch.max(b1_y2, b2_y2) - torch.min(b1_y1, b2_y1)
+    s_cw = (b2_x1 + b2_x2 - b1_x1 - b1_x2) * 0.5 + eps
+    s_ch = (b2_y1 + b2_y2 - b1_y1 - b1_y2) * 0.5 + eps
+    sigma = torch.pow(s_cw**2 + s_ch**2, 0.5)
+    sin_alpha_1, sin_alpha_2 = torch.abs(s_cw) / sigma, torch.abs(s_ch) / sigma
+    sin_alpha = torch.where(sin_alpha_1 > pow(2, 0.5) / 2, sin_alpha_2, sin_alpha_1)
+    angle_cost = torch.cos(torch.arcsin(sin_alpha) * 2 - math.pi / 2)
+    gamma = angle_cost - 2
+    distance_cost = 2 - torch.exp(gamma * (s_cw / cw) ** 2) - torch.exp(gamma * (s_ch / ch) ** 2)
+    omiga_w = torch.abs(w1 - w2) / torch.max(w1, w2)
+    omiga_h = torch.abs(h1 - h2) / torch.max(h1, h2)
+    shape_cost = torch.pow(1 - torch.exp(-1 * omiga_w), 4) + torch.pow(1 - torch.exp(-1 * omiga_h), 4)
+    return 1 - (inner_iou - 0.5 * (distance_cost + shape_cost))
+
+
 REFERENCES = [
     ("siou", siou_loss, {}, ref_siou),
     ("alpha_ciou", lambda p, t, **kw: alpha_iou_loss(p, t, base="ciou", **kw), {}, ref_alpha_ciou),
@@ -273,6 +339,13 @@ REFERENCES = [
     ("shape_iou s1.5", lambda p, t, **kw: shape_iou_loss(p, t, scale=1.5, **kw), {}, lambda a, b: ref_shape_iou(a, b, 1.5)),
     ("inner_ciou 0.7", lambda p, t, **kw: inner_iou_loss(p, t, base="ciou", **kw), {}, lambda a, b: ref_inner_ciou(a, b, 0.7)),
     ("inner_ciou 1.2", lambda p, t, **kw: inner_iou_loss(p, t, base="ciou", ratio=1.2, **kw), {}, lambda a, b: ref_inner_ciou(a, b, 1.2)),
+    ("inner_siou 0.7", lambda p, t, **kw: inner_iou_loss(p, t, base="siou", **kw), {}, lambda a, b: ref_inner_siou(a, b, 0.7)),
+    ("inner_siou 1.3", lambda p, t, **kw: inner_iou_loss(p, t, base="siou", ratio=1.3, **kw), {}, lambda a, b: ref_inner_siou(a, b, 1.3)),
+    # alpha = 1: the authors' per-axis powers are plain squares, so their code is the CIoU/DIoU we compute
+    ("alpha_ciou a1 authors", lambda p, t, **kw: alpha_iou_loss(p, t, base="ciou", alpha=1.0, **kw), {},
+     lambda a, b: ref_alpha_iou_authors(a, b, 1.0, ciou=True)),
+    ("alpha_diou a1 authors", lambda p, t, **kw: alpha_iou_loss(p, t, base="diou", alpha=1.0, **kw), {},
+     lambda a, b: ref_alpha_iou_authors(a, b, 1.0)),
 ]
 
 
@@ -280,6 +353,26 @@ REFERENCES = [
 def test_matches_reference_code(name, fn, kw, ref):
     p, t = random_pairs(500, seed=3)
     torch.testing.assert_close(fn(p, t, reduction="none", **kw), ref(p, t), rtol=1e-5, atol=1e-5)
+
+
+def test_alpha_iou_distance_term_follows_the_paper_not_the_authors_code():
+    # The paper (He et al. 2021, eq. for alpha-DIoU): rho^(2a)(b, b_gt) / c^(2a) = (rho^2 / c^2)^a, rho the
+    # Euclidean centre distance, c the enclosing diagonal. The authors' bbox_alpha_iou computes
+    # (|dx|^2a + |dy|^2a) / (C_w^2a + C_h^2a) instead. We follow the paper (docs/losses.md says why).
+    # Case B (dx = 1, dy = 0, C_w = 4, C_h = 2, IoU 1/2), alpha 3:
+    #   paper:          (1 / 20)^3             = 1/8000
+    #   authors' code:  1^6 / (4^6 + 2^6)      = 1/4160
+    p, t = B
+    ours = alpha_iou_loss(p, t, base="diou", alpha=3.0, reduction="none").item()
+    authors = ref_alpha_iou_authors(p, t, 3.0).item()
+    assert ours == pytest.approx(1 - 1 / 8 + 1 / 8000, rel=1e-12)
+    assert authors == pytest.approx(1 - 1 / 8 + 1 / 4160, rel=1e-6)  # the transcription is what we think
+    # where |dx| = |dy| and C_w = C_h (case A) the two forms coincide: 2 * 2^6 / (2 * 6^6) = (8/72)^3
+    p, t = A
+    torch.testing.assert_close(
+        alpha_iou_loss(p, t, base="diou", alpha=3.0, reduction="none"), ref_alpha_iou_authors(p, t, 3.0),
+        rtol=1e-6, atol=1e-6,
+    )
 
 
 def test_siou_angle_closed_form_equals_paper_form():

@@ -23,7 +23,7 @@ def test_buffer_is_persistent_state():
     loss = WIoUv3Loss()
     assert list(loss.state_dict()) == ["iou_mean"]
     assert loss.iou_mean.item() == 1.0 and not loss.iou_mean.requires_grad  # the authors' initial value
-    assert loss.momentum == pytest.approx(1 - 0.05 ** (1 / (890 * 34)))  # the authors' default
+    assert loss.momentum == pytest.approx(1 - 0.05 ** (1 / (890 * 34)))  # the authors' iou.py example
 
 
 def test_update_rule_and_loss_use_the_updated_mean():
@@ -166,3 +166,47 @@ def test_ddp_ranks_share_the_running_mean(tmp_path):
     # iou_mean = 0.5 * 1 + 0.5 * 33/56 = 89/112
     assert means[0].item() == pytest.approx(89 / 112, rel=1e-6)
     assert not math.isclose(means[0].item(), 0.5 + 0.5 * 19 / 28, rel_tol=1e-3)
+
+
+class _AuthorsWIoUv3:
+    """Instinct323/wiou iou.py (branch v1, the paper's code; `IouLoss(n, t, ltype='WIoU', monotonous=False)`),
+    transcribed: L_IoU, R = exp(rho^2 / (W_g^2 + H_g^2)*), the running mean updated with the batch mean of
+    L_IoU *before* r = beta / (delta * alpha^(beta - delta)) scales the loss, iou_mean starting at 1."""
+
+    def __init__(self, momentum, alpha=1.9, delta=3.0):
+        self.momentum, self.alpha, self.delta = momentum, alpha, delta
+        self.iou_mean = torch.tensor(1.0)
+
+    def __call__(self, pred, target):
+        pred_xy, pred_wh = (pred[..., :2] + pred[..., 2:4]) / 2, pred[..., 2:4] - pred[..., :2]
+        target_xy, target_wh = (target[..., :2] + target[..., 2:4]) / 2, target[..., 2:4] - target[..., :2]
+        min_coord, max_coord = torch.minimum(pred, target), torch.maximum(pred, target)
+        s_inter = torch.prod(torch.relu(min_coord[..., 2:4] - max_coord[..., :2]), dim=-1)
+        s_union = torch.prod(pred_wh, dim=-1) + torch.prod(target_wh, dim=-1) - s_inter
+        l2_box = torch.square(max_coord[..., 2:4] - min_coord[..., :2]).sum(dim=-1)
+        l2_center = torch.square(pred_xy - target_xy).sum(dim=-1)
+        l_iou = 1 - s_inter / s_union
+        self.iou_mean.mul_(1 - self.momentum)
+        self.iou_mean.add_(self.momentum * l_iou.detach().mean().item())
+        loss = torch.exp(l2_center / l2_box.detach()) * l_iou
+        beta = l_iou.detach() / self.iou_mean
+        return loss * beta / (self.delta * torch.pow(self.alpha, beta - self.delta))
+
+
+def test_matches_the_authors_code_over_several_steps():
+    # values, gradients and the running mean against the transcription above, three training steps
+    g = torch.Generator().manual_seed(7)
+    ours, theirs = WIoUv3Loss(momentum=0.3, reduction="none"), _AuthorsWIoUv3(momentum=0.3)
+    for _ in range(3):
+        xy = torch.rand(64, 2, generator=g) * 50
+        wh = 1 + torch.rand(64, 2, generator=g) * 30
+        target = torch.cat([xy, xy + wh], -1)
+        pred = target + 0.3 * wh.repeat(1, 2) * torch.randn(64, 4, generator=g)
+        pred = torch.cat([torch.minimum(pred[:, :2], pred[:, 2:] - 0.5), pred[:, 2:]], -1)
+        p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+        a, b = ours(p1, target), theirs(p2, target)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        a.sum().backward()
+        b.sum().backward()
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.iou_mean, theirs.iou_mean, rtol=1e-6, atol=0)
