@@ -134,7 +134,12 @@ def main(argv=None) -> int:
         if args.jobs < 1 or (args.jobs > 1 and args.shard):
             raise ValueError(f"--jobs {args.jobs}: expected N >= 1, and not together with --shard")
         if args.jobs > 1 and not args.report_only:
-            codes = run_jobs(sys.argv[1:] if argv is None else list(argv), args.jobs, args.output_dir, __file__)
+            def progress():
+                done = len(runs) - len(missing_runs(runs, args.output_dir))
+                return f"{done}/{len(runs)} runs finished (each process's output: {args.output_dir}/job<i>.log)"
+
+            codes = run_jobs(sys.argv[1:] if argv is None else list(argv), args.jobs, args.output_dir, __file__,
+                             progress=progress)
             if any(codes):
                 raise TrainingError(f"{sum(c != 0 for c in codes)} of {args.jobs} sweep processes failed (see above)")
         elif not args.report_only:

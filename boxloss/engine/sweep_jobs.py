@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -47,8 +48,12 @@ def strip_jobs(argv: list[str]) -> list[str]:
     return out
 
 
-def run_jobs(argv: list[str], jobs: int, out_dir: str, script: str, log=print) -> list[int]:
-    """Start ``jobs`` shards of ``script argv`` at once, wait for all; returns their exit codes."""
+def run_jobs(argv: list[str], jobs: int, out_dir: str, script: str, log=print, progress=None,
+             poll_s: float = 5.0) -> list[int]:
+    """Start ``jobs`` shards of ``script argv`` at once, wait for all; returns their exit codes.
+
+    ``progress``: optional callable returning a one-line status (e.g. "3/15 runs finished"); it is
+    polled every ``poll_s`` seconds and logged whenever it changes, since the children are quiet."""
     threads = threads_per_job(jobs)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     procs = []
@@ -59,6 +64,13 @@ def run_jobs(argv: list[str], jobs: int, out_dir: str, script: str, log=print) -
         procs.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), f, log_path))
     log(f"[sweep] {jobs} processes x {threads} thread(s); their output: "
         + ", ".join(str(p) for _, _, p in procs))
+    last = None
+    while any(proc.poll() is None for proc, _, _ in procs):
+        status = progress() if progress else None
+        if status != last and status is not None:
+            log(f"[sweep] {status}")
+            last = status
+        time.sleep(poll_s)
     codes = []
     for proc, f, log_path in procs:
         codes.append(proc.wait())

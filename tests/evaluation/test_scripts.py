@@ -149,7 +149,7 @@ def test_jobs_flag_trains_shards_in_parallel_processes(tmp_path, cache, capsys):
     assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "--jobs", "2",
                  *common(cache)]) == 0
     text = capsys.readouterr().out
-    assert "2 processes" in text and "| loss | seeds | AP |" in text
+    assert "2 processes" in text and "runs finished" in text and "| loss | seeds | AP |" in text
     assert (out / "report.md").is_file() and list(json.loads((out / "report.json").read_text())["losses"]) == ["iou", "ciou"]
     for i, loss in enumerate(("iou", "ciou")):  # shard i of 2 trained run i, with cores // 2 threads
         log = (out / f"job{i}.log").read_text()
