@@ -16,6 +16,7 @@ from boxloss.boxes import fused
 from boxloss.boxes.fused import _cpu
 
 from box_cases import overlapping_pairs, random_boxes
+from fused_agreement import assert_close_scaled, assert_fused_agrees, run_loss
 
 pytestmark = pytest.mark.skipif(not fused.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
 
@@ -42,36 +43,15 @@ def _to_fmt(xyxy, fmt):
     return box_convert(xyxy, "xyxy", fmt)
 
 
-def _run(name, kw, pred, target, impl, *, reduction="none", weight=None, grad_target=True, **extra):
-    p = pred.detach().clone().requires_grad_(True)
-    t = target.detach().clone().requires_grad_(grad_target)
-    loss = FNS[name](p, t, reduction=reduction, impl=impl, weight=weight, **kw, **extra)
-    g = torch.linspace(0.5, 2.0, loss.numel(), dtype=loss.dtype).reshape(loss.shape) if loss.dim() else 1.0
-    (loss * g).sum().backward()
-    return loss.detach(), p.grad, t.grad
+def _run(name, kw, pred, target, impl, **extra):
+    return run_loss(FNS[name], pred, target, impl, **kw, **extra)
 
 
-def _close(a, b, rtol):
-    if b is None:
-        assert a is None
-        return
-    assert a.dtype == b.dtype and a.shape == b.shape
-    if a.dtype in (torch.float16, torch.bfloat16):
-        # gradients reach fp16/bf16 inputs rounded to their dtype: fp32 rounding differences of 1e-7 can
-        # flip that rounding, so allow one ulp of the input dtype
-        ulp = torch.finfo(a.dtype).eps
-        torch.testing.assert_close(a.float(), b.float(), rtol=ulp, atol=ulp * 1e-3 * b.float().abs().max().item())
-        return
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=rtol * max(scale, 1e-30) + 1e-30)
+_close = assert_close_scaled
 
 
 def _agree(name, kw, pred, target, rtol, **extra):
-    ref = _run(name, kw, pred, target, "reference", **extra)
-    fus = _run(name, kw, pred, target, "fused", **extra)
-    for a, b in zip(fus, ref):
-        _close(a, b, rtol)
-    return fus, ref
+    return assert_fused_agrees(FNS[name], pred, target, rtol, **kw, **extra)
 
 
 def _pairs_all_regimes(dtype):
