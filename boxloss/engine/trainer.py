@@ -16,7 +16,6 @@ import random
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from ..data import (CocoDetection, DatasetError, build_dataloader, build_train_transforms, build_val_transforms,
                     make_synthetic_dataset)
 from ..model import build_detector
+from .amp import autocast_dtype
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, DEFAULTS, dump_config, merge_config
 from .distributed import barrier, cleanup, init_distributed, is_main_process
@@ -204,11 +204,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     if device.type == "cpu":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(t["threads"] or max(1, min(2, (os.cpu_count() or 1) // local_world)))
-    amp = t["amp"]
-    if amp != "none" and device.type != "cuda":
-        warnings.warn(f"train.amp={amp} needs CUDA; training in fp32 on {device.type}", stacklevel=2)
-        amp = "none"
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    amp_dtype = autocast_dtype(t["amp"], device)
     if t["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -227,7 +223,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     budget = t["time_budget_s"]
     # With a time budget the learning rate follows the clock (_time_factor), not the epoch schedule.
     scheduler = None if budget else build_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     start_epoch, step, best_ap, elapsed_before, cpu_before, nonfinite_total = 0, 0, -1.0, 0.0, 0.0, 0
     if resume_path:

@@ -1,0 +1,62 @@
+"""train.amp: which autocast dtype each device gets, and bf16 training on the CPU end to end."""
+
+import warnings
+
+import pytest
+import torch
+
+import boxloss.engine.amp as amp_mod
+from boxloss.engine import load_checkpoint, merge_config, train
+from boxloss.engine.amp import autocast_dtype
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_cuda_gets_the_dtype_asked_for():
+    assert autocast_dtype("none", CUDA) is None
+    assert autocast_dtype("bf16", CUDA) is torch.bfloat16
+    assert autocast_dtype("fp16", CUDA) is torch.float16
+
+
+def test_cpu_bf16_is_used_silently_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(amp_mod, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autocast_dtype("bf16", CPU) is torch.bfloat16
+        assert autocast_dtype("none", CPU) is None
+
+
+def test_cpu_bf16_warns_where_it_is_emulated(monkeypatch):
+    monkeypatch.setattr(amp_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16.*train.amp=none"):
+        assert autocast_dtype("bf16", CPU) is torch.bfloat16
+
+
+def test_cpu_fp16_falls_back_to_fp32_with_a_warning():
+    with pytest.warns(UserWarning, match="train.amp=fp16.*fp32 on cpu"):
+        assert autocast_dtype("fp16", CPU) is None
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="accepted: none, bf16, fp16"):
+        autocast_dtype("fp8", CPU)
+
+
+def test_bf16_training_on_cpu_runs_in_bf16_and_keeps_fp32_weights(tiny_cfg, monkeypatch):
+    seen = []
+    conv_forward = torch.nn.Conv2d.forward
+
+    def recording_forward(self, x):
+        out = conv_forward(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", recording_forward)
+    cfg = merge_config(tiny_cfg, {"train": {"amp": "bf16", "epochs": 1}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the emulation warning, on CPUs without native bf16
+        result = train(cfg)
+    assert torch.bfloat16 in seen  # the convolutions ran under bf16 autocast
+    ckpt = load_checkpoint(cfg["train"]["output_dir"] + "/checkpoint_last.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    assert result["nonfinite_steps"] == 0 and result["stats"]["AP"] >= 0
