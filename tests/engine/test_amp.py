@@ -60,3 +60,21 @@ def test_bf16_training_on_cpu_runs_in_bf16_and_keeps_fp32_weights(tiny_cfg, monk
     ckpt = load_checkpoint(cfg["train"]["output_dir"] + "/checkpoint_last.pt")
     assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
     assert result["nonfinite_steps"] == 0 and result["stats"]["AP"] >= 0
+
+
+def test_head_predictions_are_fp32_under_bf16_autocast():
+    from boxloss.model.head import FCOSHead
+
+    head = FCOSHead(16, num_classes=3, num_levels=2, num_convs=1, norm_groups=4)
+    feats = [torch.randn(2, 16, 8, 8), torch.randn(2, 16, 4, 4)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tower = head.box_tower(feats[0])
+        outputs = head(feats)
+    assert tower.dtype == torch.bfloat16  # the towers do run in bf16 ...
+    for cls, box, quality in outputs:  # ... and the predictions in fp32
+        assert cls.dtype == box.dtype == quality.dtype == torch.float32
+    with torch.no_grad():
+        reference = head(feats)
+    for out, ref in zip(outputs, reference):
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)  # bf16 towers: close, not equal
