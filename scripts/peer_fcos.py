@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--amp", choices=("none", "bf16"), default="none",
+                   help="bf16 autocast on the CPU, as train_det.py's train.amp=bf16 (same speed-up for the peer)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -90,8 +92,11 @@ def main(argv=None) -> int:
     clock = (lambda: time.process_time() - start_cpu) if args.clock == "process" else (lambda: time.perf_counter() - start)
     val_loader = build_dataloader(val_ds, 16, num_workers=args.workers)
 
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16")  # noqa: E731
+
     def evaluate():
-        dets = predict_coco(model, val_loader, val_ds, "cpu")
+        with autocast():
+            dets = predict_coco(model, val_loader, val_ds, "cpu")
         stats = evaluate_detections(val_ds.coco, dets)
         log.writerow({"kind": "eval", "epoch": epoch, "step": step, "time_s": f"{time.perf_counter() - start:.1f}",
                       "cpu_s": f"{time.process_time() - start_cpu:.1f}",
@@ -116,7 +121,8 @@ def main(argv=None) -> int:
             lr = args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac))) * min(1.0, (step + 1) / warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            losses = model(images, targets)
+            with autocast():
+                losses = model(images, targets)
             opt.zero_grad()
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
