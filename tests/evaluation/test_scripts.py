@@ -158,3 +158,18 @@ def test_jobs_flag_trains_shards_in_parallel_processes(tmp_path, cache, capsys):
         assert run_cfg["train"]["threads"] == threads_per_job(2)
     assert main(["--config", SMOKE, "--jobs", "2", "--shard", "0/2", "--output-dir", str(out)]) == 2
     assert "not together with --shard" in capsys.readouterr().err
+
+
+def test_bench_train_step_prints_fp32_and_bf16_rates(tmp_path, cache, capsys):
+    import yaml
+
+    cfg = yaml.safe_load(open(SMOKE))
+    cfg["data"]["cache_dir"] = cache
+    config = tmp_path / "smoke.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    main = script("bench_train_step.py")
+    assert main(["--config", str(config), "--batch", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]) == 0
+    batch, threads, fp32, bf16, ratio = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert (batch, threads) == ("2", "1")
+    assert float(fp32) > 0 and float(bf16) > 0
+    assert float(ratio.rstrip("x")) == pytest.approx(float(bf16) / float(fp32), abs=0.01)
