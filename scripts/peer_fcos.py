@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     cols = ["kind", "epoch", "step", "time_s", "cpu_s", "lr", "loss", "images_per_s", "AP", "AP50", "AP75"]
     log = csv.DictWriter(f, cols, extrasaction="ignore")
     log.writeheader()
-    start, start_cpu, step, epoch, done = time.perf_counter(), time.process_time(), 0, 0, False
+    start, start_cpu, step, epoch, done, stats = time.perf_counter(), time.process_time(), 0, 0, False, None
     clock = (lambda: time.process_time() - start_cpu) if args.clock == "process" else (lambda: time.perf_counter() - start)
     val_loader = build_dataloader(val_ds, 16, num_workers=args.workers)
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         loader = build_dataloader(train_ds, args.batch_size, shuffle=True, num_workers=args.workers, seed=epoch,
                                   drop_last=True)
         model.train()
-        t0, n0 = time.perf_counter(), 0
+        t0, n0, n_epoch = time.perf_counter(), 0, 0
         for images, targets in loader:
             elapsed = clock()
             if elapsed >= args.budget_s:
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             step += 1
+            n_epoch += 1
             n0 += len(images)
             if step % 10 == 0:
                 rate = n0 / (time.perf_counter() - t0)
@@ -136,8 +137,9 @@ def main(argv=None) -> int:
                               "lr": f"{lr:.3g}", "loss": f"{float(losses['loss'].detach()):.4f}", "images_per_s": f"{rate:.2f}"})
                 f.flush()
                 t0, n0 = time.perf_counter(), 0
-        model.eval()
-        stats = evaluate()
+        if n_epoch or stats is None:  # an epoch cut before its first step was evaluated at the end of the last
+            model.eval()
+            stats = evaluate()
     print(f"final AP {stats['AP']:.4f} after {step} steps, {time.perf_counter() - start:.0f}s")
     return 0
 
