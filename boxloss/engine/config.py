@@ -19,10 +19,11 @@ from ..boxes import available_box_losses
 from ..model.backbone import BACKBONES
 from ..model.detector import CLS_LOSSES, QUALITY_KINDS
 from ..model.postprocess import NMS_KINDS
+from .amp import AMP_DTYPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "exponential", "cosine", "cosine_restarts", "plateau")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = tuple(AMP_DTYPES)
 DEVICES = ("auto", "cpu", "cuda")
 EVAL_BACKENDS = ("pycocotools", "faster-coco-eval")
 

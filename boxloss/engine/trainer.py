@@ -178,6 +178,20 @@ def _check_resume_config(cfg: dict, saved: dict) -> None:
                               f"({', '.join(f'{section}.{k}' for k in changed)}); resume with the same config")
 
 
+def _precision_name(amp_dtype) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+
+
+def _check_resume_precision(amp_dtype, ckpt: dict) -> None:
+    """Refuse to continue a run in another precision than it trained in (checkpoints from before the
+    ``precision`` entry are not checked)."""
+    saved = ckpt.get("precision")
+    if saved is not None and saved != _precision_name(amp_dtype):
+        raise ConfigError(f"--resume: the checkpoint was trained in {saved} and this run would train in "
+                          f"{_precision_name(amp_dtype)} (train.amp={ckpt['config']['train']['amp']!r} then); "
+                          f"resume with the same train.amp on the same kind of device")
+
+
 # ---------------------------------------------------------------------------------------- the run
 
 
@@ -204,7 +218,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     if device.type == "cpu":
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(t["threads"] or max(1, min(2, (os.cpu_count() or 1) // local_world)))
-    amp_dtype = autocast_dtype(t["amp"], device)
+    amp_dtype = autocast_dtype(t["amp"], device, warn=main)
     if t["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -229,6 +243,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
     if resume_path:
         ckpt = load_checkpoint(resume_path)
         _check_resume_config(cfg, ckpt["config"])
+        _check_resume_precision(amp_dtype, ckpt)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler") is not None:
@@ -365,6 +380,7 @@ def _train(cfg: dict, device: torch.device, rank: int, world: int) -> dict:
                 "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "config": copy.deepcopy(cfg),
                 "rng": rng_state(), "best_ap": best_ap, "elapsed_s": elapsed(), "cpu_s": cpu(), "nonfinite_total": nonfinite_total,
                 "num_classes": num_classes, "category_ids": list(train_ds.category_ids),
+                "precision": _precision_name(amp_dtype),
             }
             save_checkpoint(state, os.path.join(out_dir, "checkpoint_last.pt"))
             if improved:

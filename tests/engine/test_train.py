@@ -45,8 +45,10 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_after_an_interruption_matches_an_uninterrupted_run(tiny_cfg, tmp_path, monkeypatch):
-    cfg = merge_config(tiny_cfg, {"train": {"epochs": 3, "eval_every": 0, "output_dir": str(tmp_path / "straight")}})
+@pytest.mark.parametrize("amp", ["none", "bf16"])  # bf16: CPU autocast (emulated where the CPU lacks it)
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(tiny_cfg, tmp_path, monkeypatch, amp):
+    cfg = merge_config(tiny_cfg, {"train": {"epochs": 3, "eval_every": 0, "output_dir": str(tmp_path / "straight"),
+                                            "amp": amp}})
     train(cfg)
     straight = load_checkpoint(str(tmp_path / "straight" / "checkpoint_last.pt"))
 
