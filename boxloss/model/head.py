@@ -5,9 +5,10 @@ feeds the class logits; the box tower feeds the box distances and the quality lo
 IoU, predicted from the box tower as in the FCOS follow-up paper). Box distances ``(l, t, r, b)`` are
 in stride units and kept non-negative by ``relu(scale_level * x)`` with one learnable scale per level.
 
-Under mixed precision (``train.amp``) the towers run in bf16/fp16 but the three prediction convs run
-in fp32: a bf16 distance of ~6 strides has a resolution of 1/32 stride, and those convs (10 output
-channels against the towers' 4 x 64) are ~4 % of the head's multiply-adds.
+Under autocast (``train.amp``) the towers run in reduced precision but the three prediction convs
+run in fp32: a bf16 distance of ~6 strides has a resolution of 1/32 stride. With the default config
+(2 towers x 2 convs of 64 channels, 5 classes) those convs are ~4 % of the head's multiply-adds; they
+cost 4-9 % of the bf16 training-step rate on CPU (docs/benchmarks.md).
 """
 
 import math
@@ -54,10 +55,15 @@ class FCOSHead(nn.Module):
         out = []
         for level, x in enumerate(feats):
             c, b = self.cls_tower(x), self.box_tower(x)
-            with torch.autocast(x.device.type, enabled=False):
-                c, b = c.float(), b.float()
-                cls = _flat(self.cls_logits(c))
-                box = F.relu(self.scales[level] * _flat(self.box_pred(b)))
-                quality = _flat(self.quality(b)).squeeze(-1)
-            out.append((cls, box, quality))
+            if torch.is_autocast_enabled(x.device.type):
+                with torch.autocast(x.device.type, enabled=False):
+                    out.append(self._predict(c.float(), b.float(), level))
+            else:
+                out.append(self._predict(c, b, level))
         return out
+
+    def _predict(self, c, b, level: int):
+        cls = _flat(self.cls_logits(c))
+        box = F.relu(self.scales[level] * _flat(self.box_pred(b)))
+        quality = _flat(self.quality(b)).squeeze(-1)
+        return cls, box, quality
