@@ -28,6 +28,7 @@ import torch
 
 from boxloss.data import CocoDetection, DatasetError, build_dataloader, build_val_transforms
 from boxloss.engine import load_checkpoint, predict_coco
+from boxloss.engine.amp import autocast_dtype
 from boxloss.engine.config import DEFAULTS, ConfigError, merge_config
 from boxloss.engine.trainer import prepare_data_paths, resolve_device
 from boxloss.evaluation import STAT_NAMES, evaluate_coco
@@ -54,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=None, help="inference batch size (default: eval.batch_size)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--workers", type=int, default=0, help="data loader workers")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=None,
+                   help="autocast dtype (default: the checkpoint config's train.amp, as its training evaluated)")
     return p.parse_args(argv)
 
 
@@ -66,7 +69,9 @@ def load_model(path, device):
     cfg = merge_config(DEFAULTS, ckpt["config"])
     model = build_detector(cfg["model"], ckpt["num_classes"], cfg["loss"])
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), cfg, ckpt.get("category_ids")
+    # the training's memory format too: under bf16 the conv kernels (and their rounding) depend on it
+    memory_format = torch.channels_last if cfg["train"]["channels_last"] else torch.contiguous_format
+    return model.to(device, memory_format=memory_format).eval(), cfg, ckpt.get("category_ids")
 
 
 def val_dataset(cfg, val_ann=None, val_images=None):
@@ -97,8 +102,9 @@ def main(argv=None) -> int:
             raise DatasetError(f"the validation categories {dataset.category_ids} differ from those the model was trained "
                                f"on {list(category_ids)}: labels would map to the wrong category ids")
         loader = build_dataloader(dataset, args.batch_size or cfg["eval"]["batch_size"], num_workers=args.workers)
+        amp_dtype = autocast_dtype(args.amp or cfg["train"]["amp"], device)
         with torch.inference_mode():
-            detections = predict_coco(model, loader, dataset, device)
+            detections = predict_coco(model, loader, dataset, device, amp_dtype=amp_dtype)
         result = evaluate_coco(dataset.coco, detections, backend=args.backend or cfg["eval"]["backend"])
     except (ConfigError, DatasetError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)

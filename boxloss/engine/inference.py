@@ -65,14 +65,16 @@ def run_inference(model, loader, dataset, device, *, with_loss: bool = False, am
     return [d for image_id in sorted(merged) for d in merged[image_id]], losses
 
 
-def predict_coco(model, loader, dataset, device) -> list[dict]:
+def predict_coco(model, loader, dataset, device, *, amp_dtype=None) -> list[dict]:
     """COCO-format detections ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
 
     Boxes are in the original image's pixels (``unletterbox_boxes`` undoes the letterbox; use a
     loader with ``build_val_transforms`` so that the mapping is exact), category ids are the
     dataset's own. Under DDP every rank runs its share and rank 0 returns the full list (others []).
+    ``amp_dtype``: run the model under autocast in that dtype (as the trainer's evaluation does for
+    ``train.amp``); None: fp32.
     """
-    return run_inference(model, loader, dataset, device)[0]
+    return run_inference(model, loader, dataset, device, amp_dtype=amp_dtype)[0]
 
 
 def evaluate_detections(coco_gt, detections: list[dict], backend: str = "pycocotools") -> dict:
