@@ -4,10 +4,11 @@
     python scripts/bench_train_step.py --config configs/default.yaml --batch 8 --threads 1
     python scripts/bench_train_step.py --batch 4 8 --threads 1 2 --repeats 3
 
-Times forward + loss + backward + gradient clipping + AdamW step of the config's detector (channels-last,
-as train_det.py), on batches of the config's training split decoded and augmented beforehand, so that
-only the model step is measured. Each setting runs --warmup untimed steps, then --steps timed ones;
-fp32 and bf16 alternate --repeats times and the best of each is kept (this machine is shared and noisy).
+Times forward + loss + backward + gradient clipping (max norm 10) + the config's optimizer step of the
+config's detector (channels-last, train_det.py's default), on batches of the config's training split
+decoded and augmented beforehand, so that only the model step is measured. Each setting runs --warmup
+untimed steps, then --steps timed ones; fp32 and bf16 alternate --repeats times and the best of each is
+kept (this machine is shared and noisy).
 Prints images/s per setting and the bf16 / fp32 ratio. Used for docs/benchmarks.md, "Detector training".
 """
 
@@ -40,9 +41,10 @@ def decoded_batches(cfg: dict, batch: int, count: int) -> tuple[list, int]:
     return batches, len(train_ds.category_ids)
 
 
-def images_per_s(model, optimizer, batches, dtype, warmup: int) -> float:
+def images_per_s(model, optimizer, batches, precision: str, warmup: int) -> float:
+    """Training-step images/s in ``precision`` ("fp32" or "bf16" autocast) over ``batches[warmup:]``."""
     def step(images, targets):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = model(images, targets)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -81,8 +83,8 @@ def main(argv=None) -> int:
             optimizer = build_optimizer(model, cfg)
             best = {"fp32": 0.0, "bf16": 0.0}
             for _ in range(args.repeats):
-                for dtype in best:
-                    best[dtype] = max(best[dtype], images_per_s(model, optimizer, batches, dtype, args.warmup))
+                for precision in best:
+                    best[precision] = max(best[precision], images_per_s(model, optimizer, batches, precision, args.warmup))
             print(f"{batch:>5} {threads:>7} {best['fp32']:>10.1f} {best['bf16']:>10.1f} {best['bf16'] / best['fp32']:>8.2f}x",
                   flush=True)
     return 0

@@ -8,7 +8,8 @@ Trains ``torchvision.models.detection.FCOS`` with a ResNet-18 + FPN backbone (we
 weights_backbone=None; P3-P7 as in the paper, 4-conv GroupNorm head towers, GIoU loss) on the
 config's training split with the same augmentation and letterbox size as ``train_det.py``, with
 AdamW and a cosine schedule over the time budget, and evaluates COCO AP on the val split after every
-epoch and at the end of the budget. Writes ``log.csv`` (kind, epoch, step, time_s, loss,
+epoch and at the end of the budget. ``--amp bf16`` trains and evaluates the whole model under CPU
+bf16 autocast (torchvision then decodes boxes and computes its GIoU loss in bf16 too). Writes ``log.csv`` (kind, epoch, step, time_s, loss,
 images_per_s, AP...) like the engine. Used for the "Detector training" section of docs/benchmarks.md.
 """
 
