@@ -14,6 +14,7 @@ from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss
 from boxloss.boxes import fused
 
 from box_cases import overlapping_pairs, random_boxes
+from fused_agreement import assert_close_scaled, run_loss
 
 triton = pytest.importorskip("triton")
 
@@ -52,26 +53,8 @@ def interpreted():
     importlib.reload(_triton)
 
 
-def _run(name, kw, pred, target, *, fmt="xyxy", grad_target=True, reduction="none"):
-    p = pred.detach().clone().requires_grad_(True)
-    t = target.detach().clone().requires_grad_(grad_target)
-    loss = FNS[name](p, t, fmt=fmt, reduction=reduction, impl="fused", **kw)
-    g = torch.linspace(0.5, 2.0, loss.numel()).reshape(loss.shape) if loss.dim() else 1.0
-    (loss * g).sum().backward()
-    return loss.detach(), p.grad, t.grad
-
-
-def _close(a, b):
-    if b is None:
-        assert a is None
-        return
-    assert a.dtype == b.dtype and a.shape == b.shape
-    if a.dtype in (torch.float16, torch.bfloat16):
-        ulp = torch.finfo(a.dtype).eps
-        torch.testing.assert_close(a.float(), b.float(), rtol=ulp, atol=ulp * 1e-3 * b.float().abs().max().item())
-        return
-    scale = b.abs().max().item() if b.numel() else 0.0
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-6 * scale + 1e-30)
+def _run(name, kw, pred, target, **extra):
+    return run_loss(FNS[name], pred, target, "fused", **kw, **extra)
 
 
 def _vs_cpp(name, kw, pred, target, **extra):
@@ -84,7 +67,7 @@ def _vs_cpp(name, kw, pred, target, **extra):
     finally:
         fused._triton_on_cpu = True
     for a, b in zip(tri, cpp):
-        _close(a, b)
+        assert_close_scaled(a, b, 1e-6)
     return tri
 
 
