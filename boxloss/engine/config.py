@@ -11,6 +11,7 @@ documented in docs/protocol.md.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 
 import yaml
@@ -21,11 +22,13 @@ from ..model.detector import CLS_LOSSES, QUALITY_KINDS
 from ..model.postprocess import NMS_KINDS
 from .amp import AMP_DTYPES
 
+log = logging.getLogger(__name__)
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "exponential", "cosine", "cosine_restarts", "plateau")
 AMP_MODES = tuple(AMP_DTYPES)
 DEVICES = ("auto", "cpu", "cuda")
-EVAL_BACKENDS = ("pycocotools", "faster-coco-eval")
+EVAL_BACKENDS = ("hotcoco", "pycocotools")
 
 DEFAULTS: dict = {
     "data": {
@@ -63,7 +66,7 @@ DEFAULTS: dict = {
         "max_nonfinite": 5, "deterministic": False, "threads": 0, "channels_last": True, "progress": True,
         "tensorboard": True, "time_budget_s": 0, "budget_clock": "wall",
     },
-    "eval": {"backend": "pycocotools", "batch_size": 16},
+    "eval": {"backend": "hotcoco", "batch_size": 16},
 }
 
 # Keys whose value is a free-form table (checked elsewhere), not a fixed set of sub-keys.
@@ -290,6 +293,10 @@ def validate_config(cfg: dict) -> dict:
         _fail("schedule.name", cfg["schedule"]["name"], "cosine or none when train.time_budget_s is set")
     for key in ("deterministic", "channels_last", "progress", "tensorboard"):
         _bool(cfg, f"train.{key}")
+    if cfg["eval"].get("backend") == "faster-coco-eval":
+        # configs and checkpoints written before hotcoco replaced it: the same numbers, from hotcoco
+        log.info("eval.backend: faster-coco-eval is no longer supported; using hotcoco (identical COCO numbers)")
+        cfg["eval"]["backend"] = "hotcoco"
     _choice(cfg, "eval.backend", EVAL_BACKENDS)
     _number(cfg, "eval.batch_size", 1, integer=True)
     return cfg

@@ -77,7 +77,7 @@ def predict_coco(model, loader, dataset, device, *, amp_dtype=None) -> list[dict
     return run_inference(model, loader, dataset, device, amp_dtype=amp_dtype)[0]
 
 
-def evaluate_detections(coco_gt, detections: list[dict], backend: str = "pycocotools") -> dict:
+def evaluate_detections(coco_gt, detections: list[dict], backend: str = "hotcoco") -> dict:
     """The 12 COCO stats (AP, AP50, ..., ARl) as a dict of floats, from
     ``boxloss.evaluation.coco_eval.evaluate_coco`` (the one home of COCO metrics; no detections
     at all gives 0s with a warning there)."""

@@ -1,7 +1,9 @@
 """COCO box evaluation of a list of detections: the 12 standard stats, per-class AP, PR curves.
 
-pycocotools is the reference; faster-coco-eval (C++ matching, the same protocol) is an optional faster
-backend that gives the same 12 numbers (tested). Usage::
+Two backends compute the same numbers: ``hotcoco`` (the default; a Rust port of pycocotools, ~40x
+faster, and the engine of the error analyses in ``localization.py``) and ``pycocotools`` (the
+reference). Their 12 stats, per-class AP and precision arrays agree to 1e-12 (tested on random cases
+and on a real run's detections). Usage::
 
     from boxloss.evaluation import evaluate_coco
     result = evaluate_coco(val_dataset.coco, detections)          # detections: list of COCO dicts
@@ -34,7 +36,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-BACKENDS = ("pycocotools", "faster-coco-eval")
+BACKENDS = ("hotcoco", "pycocotools")
+DEFAULT_BACKEND = "hotcoco"
 
 
 @dataclass
@@ -52,6 +55,8 @@ class CocoEvalResult:
         category_ids: the K dataset category ids, in the order of ``precision``'s third axis.
         num_detections, num_images: counts evaluated.
         backend: which backend computed it.
+        evaluator: the backend's evaluated ``COCOeval`` object (hotcoco's feeds the TIDE, IoU and
+            bootstrap analyses of ``localization.py`` and ``comparison.py``).
     """
 
     stats: dict
@@ -62,8 +67,9 @@ class CocoEvalResult:
     category_ids: list
     num_detections: int
     num_images: int
-    backend: str = "pycocotools"
+    backend: str = DEFAULT_BACKEND
     category_names: list = field(default_factory=list)
+    evaluator: object = field(default=None, repr=False)
 
     def pr_curve(self, iou: float = 0.5, category_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Precision-recall curve at one IoU threshold (area all, 100 detections per image).
@@ -156,26 +162,20 @@ def _run_pycocotools(coco_gt: COCO, dets: list[dict], quiet: bool):
     return ev
 
 
-def _run_faster(coco_gt: COCO, dets: list[dict], quiet: bool):
-    try:
-        from faster_coco_eval import COCO as FastCOCO
-        from faster_coco_eval import COCOeval_faster
-    except ImportError:
-        raise ImportError(
-            "backend='faster-coco-eval' needs the faster-coco-eval package: pip install 'boxloss[fast-eval]' "
-            "(or use the default backend='pycocotools')"
-        ) from None
-    say = (lambda *a, **k: None) if quiet else print
-    gt = FastCOCO(coco_gt.dataset, print_function=say)
-    dt = gt.loadRes(dets) if dets else _empty_results(FastCOCO, coco_gt.dataset)
-    ev = COCOeval_faster(gt, dt, iouType="bbox", print_function=say)
-    ev.evaluate()
-    ev.accumulate()
-    ev.summarize()
+def _run_hotcoco(gt_dataset: dict, dets: list[dict], quiet: bool):
+    import hotcoco
+
+    sink = io.StringIO() if quiet else None
+    with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+        gt = hotcoco.COCO(gt_dataset)
+        ev = hotcoco.COCOeval(gt, gt.load_res(dets), "bbox")  # hotcoco's load_res([]) is fine
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
     return ev
 
 
-def evaluate_coco(coco_gt: COCO, detections, backend: str = "pycocotools", *, quiet: bool = True) -> CocoEvalResult:
+def evaluate_coco(coco_gt: COCO, detections, backend: str = DEFAULT_BACKEND, *, quiet: bool = True) -> CocoEvalResult:
     """COCO bbox evaluation of ``detections`` against ``coco_gt``.
 
     Args:
@@ -183,7 +183,7 @@ def evaluate_coco(coco_gt: COCO, detections, backend: str = "pycocotools", *, qu
             ground-truth dict itself.
         detections: iterable of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` in original
             image pixels with the dataset's own ids. Not modified.
-        backend: ``"pycocotools"`` (reference) or ``"faster-coco-eval"`` (optional dependency, faster).
+        backend: ``"hotcoco"`` (default, fast) or ``"pycocotools"`` (the reference); same numbers.
         quiet: silence the backends' progress printing; ``quiet=False`` prints pycocotools' usual
             12-line summary.
 
@@ -193,7 +193,6 @@ def evaluate_coco(coco_gt: COCO, detections, backend: str = "pycocotools", *, qu
     Raises:
         ValueError: a detection with an unknown image_id or category_id (the message names the id), a
             malformed bbox or score, or an unknown backend.
-        ImportError: faster-coco-eval requested but not installed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -207,7 +206,7 @@ def evaluate_coco(coco_gt: COCO, detections, backend: str = "pycocotools", *, qu
     if not dets:
         warnings.warn("evaluate_coco: no detections at all; every AP/AR is 0 (or -1 where there is no ground truth)", stacklevel=2)
 
-    ev = _run_pycocotools(coco_gt, dets, quiet) if backend == "pycocotools" else _run_faster(coco_gt, dets, quiet)
+    ev = _run_pycocotools(coco_gt, dets, quiet) if backend == "pycocotools" else _run_hotcoco(coco_gt.dataset, dets, quiet)
     precision = np.asarray(ev.eval["precision"], dtype=np.float64)
     category_ids = [int(c) for c in ev.params.catIds]
     names = [coco_gt.cats[c]["name"] for c in category_ids]
@@ -227,4 +226,5 @@ def evaluate_coco(coco_gt: COCO, detections, backend: str = "pycocotools", *, qu
         num_images=len(coco_gt.imgs),
         backend=backend,
         category_names=names,
+        evaluator=ev,
     )
