@@ -1,17 +1,25 @@
 #!/usr/bin/env python
-"""COCO evaluation of a trained detector checkpoint on a validation split.
+"""COCO evaluation and error analysis of a trained detector checkpoint, or of a detections file.
 
     python scripts/eval_det.py --checkpoint runs/smoke/checkpoint_best.pt
-    python scripts/eval_det.py --checkpoint ck.pt --val-ann val.json --val-images images/ --backend faster-coco-eval
+    python scripts/eval_det.py --checkpoint ck.pt --val-ann val.json --val-images images/ --backend pycocotools
+    python scripts/eval_det.py --detections runs/cmp/ciou/seed0/detections.json      # its run's val split
+    python scripts/eval_det.py --detections dets.json --val-ann val.json              # any COCO results file
 
 Loads the checkpoint safely (``torch.load(weights_only=True)``), rebuilds the detector from the config
 stored in it, runs inference on the validation split (the checkpoint's own, or --val-ann/--val-images;
 its category ids must be the training set's), maps the detections back to the dataset's image and
-category ids in original pixels, and evaluates them with pycocotools (the reference) or
-faster-coco-eval (same numbers, faster). Prints the 12 COCO stats and a per-class AP table; writes
-``detections.json`` and ``stats.json`` (12 stats as fractions, -1 = no ground truth in that size range,
-plus ``per_class``) into --output-dir (default: ``eval_<checkpoint name>/`` beside the checkpoint).
-No detections at all gives AP 0 with a warning.
+category ids in original pixels, and evaluates them with hotcoco (default) or pycocotools (the
+reference; the same numbers). With ``--detections`` instead, a COCO results file is evaluated against
+``--val-ann``, or against the val split of the run folder it lies in (its ``config.yaml``).
+
+Prints the 12 COCO stats, a per-class AP table and the error analysis on which box losses differ
+(``boxloss.evaluation.analysis``): TIDE's dAP50 per error type (Cls, Loc, Both, Dupe, Bkg, Miss, FP,
+FN), AP at each IoU threshold 0.50:0.05:0.95, and the IoU of true positives per size range. Writes
+``detections.json`` (checkpoint mode), ``stats.json`` (12 stats as fractions, -1 = no ground truth in that
+size range, plus ``per_class``) and ``analysis.json`` (layout in ``boxloss/evaluation/analysis.py``)
+into --output-dir (default: ``eval_<checkpoint name>/`` beside the checkpoint, or beside the
+detections file). No detections at all gives AP 0 with a warning.
 """
 
 import argparse
@@ -26,12 +34,13 @@ import sys
 
 import torch
 
-from boxloss.data import CocoDetection, DatasetError, build_dataloader, build_val_transforms
+from boxloss.data import CocoDetection, DatasetError, build_dataloader, build_val_transforms, check_coco_annotations
 from boxloss.engine import load_checkpoint, predict_coco
 from boxloss.engine.amp import autocast_dtype
-from boxloss.engine.config import DEFAULTS, ConfigError, merge_config
+from boxloss.engine.config import DEFAULTS, ConfigError, load_config, merge_config
 from boxloss.engine.trainer import prepare_data_paths, resolve_device
-from boxloss.evaluation import STAT_NAMES, evaluate_coco
+from boxloss.evaluation import BACKENDS, STAT_NAMES, evaluate_coco
+from boxloss.evaluation.analysis import analyse_detections, format_analysis
 from boxloss.model import build_detector
 
 STAT_LINES = {
@@ -46,12 +55,17 @@ STAT_LINES = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint_best.pt / checkpoint_last.pt of a training run")
-    p.add_argument("--val-ann", help="COCO json to evaluate on (default: the checkpoint's validation split)")
-    p.add_argument("--val-images", help="image folder of --val-ann")
-    p.add_argument("--backend", choices=("pycocotools", "faster-coco-eval"), default=None,
-                   help="COCO evaluator (default: the checkpoint config's eval.backend, normally pycocotools)")
-    p.add_argument("--output-dir", help="where detections.json and stats.json go (default: eval_<name>/ beside the checkpoint)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint_best.pt / checkpoint_last.pt of a training run")
+    source.add_argument("--detections", help="a COCO results json (list of {image_id, category_id, bbox, score}) to evaluate "
+                                             "instead of running a model")
+    p.add_argument("--val-ann", help="COCO json to evaluate on (default: the checkpoint's, or the run folder's, validation split)")
+    p.add_argument("--val-images", help="image folder of --val-ann (not needed with --detections)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="COCO evaluator of the 12 stats (default: the config's eval.backend, normally hotcoco; pycocotools "
+                        "gives the same numbers); the error analysis always uses hotcoco")
+    p.add_argument("--output-dir", help="where detections.json, stats.json and analysis.json go "
+                                        "(default: eval_<name>/ beside the checkpoint or detections file)")
     p.add_argument("--batch-size", type=int, default=None, help="inference batch size (default: eval.batch_size)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--workers", type=int, default=0, help="data loader workers")
@@ -91,41 +105,81 @@ def format_per_class(per_class: dict) -> str:
     return "\n".join(lines)
 
 
+def detections_and_gt(args):
+    """(detections, ground-truth dict, config or None) for --detections: the file, and --val-ann or the
+    val split of the run folder the file lies in."""
+    path = args.detections
+    try:
+        with open(path, encoding="utf-8") as f:
+            detections = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(detections, list):
+        raise ValueError(f"{path}: expected a COCO results list [{{image_id, category_id, bbox, score}}, ...], "
+                         f"got a {type(detections).__name__}")
+    cfg = None
+    if args.val_ann:
+        val_ann = args.val_ann
+    else:
+        run_cfg = os.path.join(os.path.dirname(os.path.abspath(path)), "config.yaml")
+        if not os.path.isfile(run_cfg):
+            raise ValueError(f"{path}: give --val-ann (no config.yaml of a training run beside the file to find its val split)")
+        cfg = load_config(run_cfg)
+        val_ann = prepare_data_paths(cfg)["val_ann"]
+    report = check_coco_annotations(val_ann, args.val_images)  # the same cleaned ground truth training evaluates on
+    logging.info("%s", report.summary())
+    return detections, report.clean, cfg
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        device = resolve_device(args.device)
-        model, cfg, category_ids = load_model(args.checkpoint, device)
-        dataset = val_dataset(cfg, args.val_ann, args.val_images)
-        if category_ids is not None and list(dataset.category_ids) != list(category_ids):
-            raise DatasetError(f"the validation categories {dataset.category_ids} differ from those the model was trained "
-                               f"on {list(category_ids)}: labels would map to the wrong category ids")
-        loader = build_dataloader(dataset, args.batch_size or cfg["eval"]["batch_size"], num_workers=args.workers)
-        amp_dtype = autocast_dtype(args.amp or cfg["train"]["amp"], device)
-        with torch.inference_mode():
-            detections = predict_coco(model, loader, dataset, device, amp_dtype=amp_dtype)
-        result = evaluate_coco(dataset.coco, detections, backend=args.backend or cfg["eval"]["backend"])
+        if args.detections:
+            detections, coco_gt, cfg = detections_and_gt(args)
+            backend = args.backend or (cfg["eval"]["backend"] if cfg else "hotcoco")
+        else:
+            device = resolve_device(args.device)
+            model, cfg, category_ids = load_model(args.checkpoint, device)
+            dataset = val_dataset(cfg, args.val_ann, args.val_images)
+            if category_ids is not None and list(dataset.category_ids) != list(category_ids):
+                raise DatasetError(f"the validation categories {dataset.category_ids} differ from those the model was trained "
+                                   f"on {list(category_ids)}: labels would map to the wrong category ids")
+            loader = build_dataloader(dataset, args.batch_size or cfg["eval"]["batch_size"], num_workers=args.workers)
+            amp_dtype = autocast_dtype(args.amp or cfg["train"]["amp"], device)
+            with torch.inference_mode():
+                detections = predict_coco(model, loader, dataset, device, amp_dtype=amp_dtype)
+            coco_gt, backend = dataset.coco, args.backend or cfg["eval"]["backend"]
+        result = evaluate_coco(coco_gt, detections, backend=backend)
+        analysis = analyse_detections(coco_gt, detections).summary
     except (ConfigError, DatasetError, ValueError, FileNotFoundError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                              "eval_" + os.path.splitext(os.path.basename(args.checkpoint))[0])
+    source = args.detections or args.checkpoint
+    out_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(source)),
+                                              "eval_" + os.path.splitext(os.path.basename(source))[0])
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "detections.json"), "w") as f:
-        json.dump(detections, f)
+    written = ["stats.json", "analysis.json"]
+    if not args.detections:
+        with open(os.path.join(out_dir, "detections.json"), "w") as f:
+            json.dump(detections, f)
+        written.insert(0, "detections.json")
     stats = {**result.stats, "per_class": result.per_class, "num_detections": result.num_detections,
-             "num_images": result.num_images, "backend": result.backend, "checkpoint": os.path.abspath(args.checkpoint)}
+             "num_images": result.num_images, "backend": result.backend, "source": os.path.abspath(source)}
     with open(os.path.join(out_dir, "stats.json"), "w") as f:
         json.dump(stats, f, indent=1)
+    with open(os.path.join(out_dir, "analysis.json"), "w") as f:
+        json.dump(analysis, f, indent=1)
 
     print(f"{result.num_detections} detections on {result.num_images} images ({result.backend})")
     for name in STAT_NAMES:
         print(f" Average {'Precision' if name.startswith('AP') else 'Recall   '}  ({name:>5}) {STAT_LINES[name]} = {result.stats[name]:.3f}")
     print()
     print(format_per_class(result.per_class))
-    print(f"\nwrote {out_dir}/detections.json and stats.json")
+    print()
+    print(format_analysis(analysis))
+    print(f"\nwrote {', '.join(written)} into {out_dir}")
     return 0
 
 

@@ -7,7 +7,7 @@
 
 Layout: ``out_dir/<loss>/seed<k>/`` is the engine's output directory of one run (``config.yaml``,
 ``log.csv``, ``checkpoint_last.pt``, ``detections.json``, ``stats.json``); the sweep adds ``result.json``
-there (its own pycocotools evaluation of the final ``detections.json``: 12 stats, per-class AP,
+there (its own COCO evaluation, hotcoco by default, of the final ``detections.json``: 12 stats, per-class AP,
 PR curves, time, final loss) once the run is finished. Hence:
 
 - resumable: a run with ``result.json`` is reused as is; a run whose training finished but was not yet
@@ -184,7 +184,7 @@ def train_summary(log_rows) -> dict:
             "final_train_loss": sum(losses) / len(losses) if losses else None}
 
 
-def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "pycocotools", cfg: dict | None = None) -> dict:
+def evaluate_run(directory, coco_gt, *, loss: str, seed: int, backend: str = "hotcoco", cfg: dict | None = None) -> dict:
     """Evaluate a finished run's ``detections.json`` and write ``result.json`` (with the run config's
     ``fingerprint`` when ``cfg`` is given); returns the result dict."""
     d = Path(directory)
@@ -228,7 +228,7 @@ def _train(cfg: dict):
     return train(cfg)
 
 
-def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "pycocotools", train_fn=None, log=print) -> dict:
+def run_sweep(base_cfg: dict, runs, out_dir, *, coco_gt=None, backend: str = "hotcoco", train_fn=None, log=print) -> dict:
     """Train and evaluate every run of ``runs`` that is not done yet.
 
     Args:
@@ -313,17 +313,82 @@ def _val_coco(cfg: dict):
     return CocoDetection(paths["val_ann"], paths["val_images"]).coco
 
 
+PLAN = "sweep.json"
+
+
+def write_plan(out_dir, losses, seeds) -> None:
+    """Record the sweep's losses (in the order given: the first is the default baseline) and seeds in
+    ``out_dir/sweep.json``, so ``--report-only DIR`` can rebuild the report without the command line."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir) / PLAN
+    plan = {"losses": list(losses), "seeds": [int(s) for s in seeds]}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            old = {}
+        # a later command may add losses or seeds to the same folder: keep the union, old order first
+        plan["losses"] = list(dict.fromkeys([*old.get("losses", []), *plan["losses"]]))
+        plan["seeds"] = sorted(set(old.get("seeds", [])) | set(plan["seeds"]))
+    tmp = path.with_name(f"{PLAN}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)  # atomic: concurrent shards never read half a file
+
+
+def discover_runs(out_dir) -> list[tuple[str, int]]:
+    """The (loss, seed) runs of a sweep folder: from its ``sweep.json`` when present, else every
+    ``<loss>/seed<k>/`` folder holding a run's files (losses in alphabetical order)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"sweep folder not found: {out_dir}")
+    plan_path = out_dir / PLAN
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+        return plan_runs(plan["losses"], plan["seeds"])
+    found = []
+    for d in sorted(out_dir.glob("*/seed*")):
+        if d.is_dir() and d.name[4:].isdigit() and any((d / f).is_file() for f in (RESULT, "detections.json", "config.yaml")):
+            found.append((d.parent.name, int(d.name[4:])))
+    if not found:
+        raise FileNotFoundError(f"{out_dir} holds no run folders (<loss>/seed<k>/ with result.json or detections.json)")
+    return sorted(found, key=lambda r: (r[0], r[1]))
+
+
+def sweep_config(out_dir, runs) -> dict:
+    """The config of the first run of ``runs`` that has a ``config.yaml`` (the data and model settings
+    every run of a sweep shares)."""
+    from .config import load_config
+
+    for loss, seed in runs:
+        path = run_dir(out_dir, loss, seed) / "config.yaml"
+        if path.is_file():
+            return load_config(str(path))
+    raise FileNotFoundError(f"no run under {out_dir} has a config.yaml; give --config")
+
+
 def missing_runs(runs, out_dir) -> list[tuple[str, int]]:
     """Runs of ``runs`` without a result.json."""
     return [(l, s) for l, s in runs if run_state(run_dir(out_dir, l, s)) != "done"]
 
 
-def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss comparison", allow_missing: bool = False) -> dict:
+def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss comparison", allow_missing: bool = False,
+                 baseline: str | None = None, metric: str = "AP", alpha: float = 0.05, n_bootstrap: int = 1000,
+                 coco_gt=None, log=print) -> dict:
     """Write report.md/json/csv and the PNGs into ``out_dir`` from the finished runs' files.
+
+    Every run's ``detections.json`` is analysed again (``evaluation.analysis``: COCO stats, TIDE, AP per
+    IoU threshold, IoU of true positives, by hotcoco), so a folder of old runs gets today's report.
+    Every loss is compared with ``baseline`` (default: the first loss of ``runs``) on ``metric``,
+    paired by seed, Holm-corrected at family-wise level ``alpha``, with ``n_bootstrap`` image resamples
+    per seed (0: no image bootstrap); see ``evaluation.comparison``.
 
     Raises ``RuntimeError`` listing the runs that are not finished, unless ``allow_missing``: then the
     report covers the finished runs and says at its top which ones are missing.
     """
+    from ..evaluation.analysis import analyse_detections
+    from ..evaluation.comparison import compare_to_baseline, summarize_losses
+    from ..evaluation.comparison_plots import write_comparison_plots
+
     missing = missing_runs(runs, out_dir)
     if missing and not allow_missing:
         raise RuntimeError(
@@ -333,10 +398,29 @@ def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss compar
     done = [r for r in runs if r not in missing]
     if not done:
         raise RuntimeError(f"no finished run under {out_dir}")
+    losses = list(dict.fromkeys(l for l, _ in done))
+    baseline = baseline or losses[0]
+    if baseline not in losses:
+        raise ValueError(f"--baseline {baseline}: no finished run of it under {out_dir}; finished losses: {', '.join(losses)}")
     notes = []
     if missing:
         notes.append(f"Incomplete sweep: {len(done)} of {len(runs)} runs finished; missing: "
                      + ", ".join(f"{l} seed {s}" for l, s in missing) + ".")
     results = [load_run(run_dir(out_dir, l, s)) for l, s in done]
+    coco_gt = _val_coco(base_cfg) if coco_gt is None else coco_gt
+    t0 = time.time()
+    analyses = {}
+    for r in results:
+        detections = json.loads((Path(r["run_dir"]) / "detections.json").read_text(encoding="utf-8"))
+        analyses[r["loss"], r["seed"]] = analyse_detections(coco_gt, detections)
+        r["analysis"] = analyses[r["loss"], r["seed"]].summary
+    t1 = time.time()
+    comparison = compare_to_baseline(analyses, losses, baseline, metric=metric, alpha=alpha, n_bootstrap=n_bootstrap)
+    loss_summary = summarize_losses(analyses, losses, metric)
+    log(f"[report] {len(results)} runs analysed in {t1 - t0:.1f} s, {comparison['n_comparisons']} comparisons "
+        f"({n_bootstrap} bootstrap resamples per seed) in {time.time() - t1:.1f} s")
     write_plots(results, out_dir)
-    return write_report(results, out_dir, config=base_cfg, versions=collect_versions(), title=title, notes=notes)
+    write_comparison_plots(loss_summary, comparison, out_dir)
+    num_images = next(iter(analyses.values())).summary["num_images"]
+    return write_report(results, out_dir, config=base_cfg, versions=collect_versions(), title=title, notes=notes,
+                        comparison=comparison, loss_summary=loss_summary, num_images=num_images)

@@ -1,4 +1,6 @@
-"""The per-loss comparison report: mean +- std over seeds, as Markdown, JSON and CSV.
+"""The per-loss comparison report as Markdown, JSON and CSV: the answer with its evidence
+(``comparison.py``, ``verdict.py``, ``comparison_tables.py``), then every COCO stat as mean +- std over
+seeds, per-class AP, each run's training-curve diagnosis, config and versions.
 
 Pure functions over run results (plain dicts), so a report can be rebuilt from files without the
 engine. One run result is::
@@ -11,6 +13,7 @@ engine. One run result is::
      "final_train_loss": 0.91,                          # optional
      "log": [log.csv rows],                            # optional, for curves and diagnosis
      "diagnosis": ["healthy: ..."],                    # optional; computed from "log" if missing
+     "analysis": {...},                                # optional: analysis.analyse_detections(...).summary
      "run_dir": "..."}                                 # optional
 
 Units: ``report.json`` and ``report.csv`` keep COCO's fractions in [0, 1] (as ``stats.json`` does);
@@ -30,8 +33,12 @@ import numpy as np
 import yaml
 
 from .coco_eval import STAT_NAMES
+from .comparison_tables import (format_comparison_table, format_localization_table, format_metric_table, format_origin_table,
+                                format_tide_table)
 from .diagnosis import diagnose_run
+from .verdict import answer_paragraphs
 
+SCHEMA_VERSION = 2  # report.json layout, documented in docs/protocol.md ("report.json")
 TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 EXTRA = ("train_time_s", "cpu_time_s", "final_train_loss")
 PLOTS = {
@@ -127,37 +134,12 @@ def format_runs_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def noise_summary(summary: dict) -> str:
-    """A few sentences comparing the spread of mean AP across losses with the seed-to-seed noise.
-
-    With n seeds and an average per-loss std s, the standard error of a difference of two means is
-    about s * sqrt(2 / n); differences under twice that are within seed noise (a rough two-sigma rule,
-    not a formal test).
-    """
-    means = {k: e["AP"]["mean"] for k, e in summary.items() if e["AP"]["mean"] is not None and e["AP"]["mean"] >= 0}
-    if len(means) < 2:
-        return ""
-    best = max(means, key=means.get)
-    spread = 100 * (max(means.values()) - min(means.values()))
-    text = f"Highest mean AP: {best} ({100 * means[best]:.1f}); spread of the mean AP across losses: {spread:.1f} points."
-    stds = [e["AP"]["std"] for e in summary.values() if e["AP"]["std"] is not None]
-    if not stds:
-        return text + " One seed per loss: the seed noise is unknown, so no difference here is evidence on its own."
-    n = min(len(e["seeds"]) for e in summary.values())
-    s = 100 * float(np.mean(stds))
-    margin = 2 * s * math.sqrt(2 / n)
-    return text + (
-        f" Seed-to-seed std of AP: {s:.1f} points on average; with {n} seed(s) per loss a difference of two means under about"
-        f" {margin:.1f} points (2 x std x sqrt(2/{n})) is within seed noise."
-    )
-
-
 def collect_versions() -> dict:
     """Versions that affect the numbers: python, torch, torchvision, pycocotools, boxloss, platform."""
     from importlib import metadata
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("boxloss", "torch", "torchvision", "pycocotools", "faster-coco-eval", "albumentations", "numpy"):
+    for pkg in ("boxloss", "torch", "torchvision", "hotcoco", "pycocotools", "scipy", "albumentations", "numpy"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -166,23 +148,27 @@ def collect_versions() -> dict:
 
 
 def _json_runs(runs: list[dict]) -> list[dict]:
-    keep = ("loss", "seed", "stats", "per_class", "train_time_s", "cpu_time_s", "final_train_loss", "diagnosis", "run_dir")
+    keep = ("loss", "seed", "stats", "per_class", "train_time_s", "cpu_time_s", "final_train_loss", "diagnosis", "run_dir", "analysis")
     return [{k: r[k] for k in keep if k in r} for r in runs]
 
 
 def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versions: dict | None = None,
-                 title: str = "Box-loss comparison", notes: list[str] | None = None) -> dict:
+                 title: str = "Box-loss comparison", notes: list[str] | None = None, comparison: dict | None = None,
+                 loss_summary: dict | None = None, num_images: int | None = None) -> dict:
     """Write ``report.md``, ``report.json`` and ``report.csv`` into ``out_dir``.
 
     ``notes`` are paragraphs put right under the title of report.md (and under ``"notes"`` in
-    report.json), e.g. which runs of an incomplete sweep are missing.
+    report.json), e.g. which runs of an incomplete sweep are missing. ``comparison`` and
+    ``loss_summary`` (``comparison.compare_to_baseline`` / ``summarize_losses``; runs then carry their
+    ``analysis`` summary) add the answer paragraph and the comparison, origin, TIDE and localization
+    sections; without them the report is the per-loss tables alone.
 
     Runs without a ``diagnosis`` but with a ``log`` are diagnosed here (``diagnose_run``). Plots are
-    linked from report.md when the files of ``PLOTS`` exist in ``out_dir`` (write them first with
-    ``boxloss.evaluation.plots.write_plots``).
+    linked from report.md when the files of ``PLOTS`` / ``COMPARISON_PLOTS`` exist in ``out_dir``
+    (write them first).
 
     Returns:
-        ``{"md": path, "json": path, "csv": path, "summary": summarize_runs(runs)}``.
+        ``{"md": path, "json": path, "csv": path, "summary": summarize_runs(runs), "answer": [paragraphs]}``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +178,11 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
             r["diagnosis"] = diagnose_run(r["log"])
     summary = summarize_runs(runs)
     versions = collect_versions() if versions is None else versions
+    answer = answer_paragraphs(comparison, loss_summary, num_images) if comparison and loss_summary else []
 
-    doc = {"losses": summary, "runs": _json_runs(runs), "config": config, "versions": versions, "notes": list(notes or []),
+    doc = {"schema_version": SCHEMA_VERSION, "title": title, "notes": list(notes or []), "answer": answer,
+           "comparison": comparison, "loss_summary": loss_summary, "num_images": num_images,
+           "losses": summary, "runs": _json_runs(runs), "config": config, "versions": versions,
            "units": "COCO fractions in [0, 1]; -1 = no ground truth in that size range; std = sample std over seeds (null for one seed)"}
     json_path = out_dir / "report.json"
     json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
@@ -213,7 +202,36 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
     parts = [f"# {title}", ""]
     for note in notes or []:
         parts += [f"**{note}**", ""]
+    for paragraph in answer:
+        parts += [paragraph, ""]
+    if comparison and loss_summary:
+        metric = comparison["metric"]
+        parts += [f"## {metric} per loss", "", format_metric_table(loss_summary, metric), "",
+                  f"## Each loss against {comparison['baseline']}", "",
+                  f"Paired by seed (same initial weights and data order; only the box loss differs). Δ = loss − "
+                  f"{comparison['baseline']} in {metric} points. Seed-level: 95 % t-interval over seeds (retraining noise). "
+                  f"Holm-corrected: the interval at the level of the comparison's Holm step over the "
+                  f"{comparison['n_comparisons']} comparisons. Image-level: hotcoco's paired bootstrap over the validation "
+                  f"images ({comparison['n_bootstrap']} resamples) for each seed (evaluation-set noise). Verdict: better / "
+                  f"worse only when the Holm-adjusted p < {comparison['alpha']:g}. Detectable Δ and seeds needed: 80 % power "
+                  "at the first Holm step's level, taking the observed spread as true (docs/protocol.md, \"Verdicts\").", "",
+                  format_comparison_table(comparison), "",
+                  "### Where the differences come from", "",
+                  "Paired mean differences over seeds (uncorrected 95 % intervals; descriptive). A loss that localizes "
+                  "better gains more at strict IoU thresholds than at 0.50, has a smaller TIDE Loc error (negative ΔLoc) "
+                  "and a higher IoU of its true positives.", "",
+                  format_origin_table(comparison), "",
+                  "## Errors (TIDE)", "",
+                  "dAP50 in points: the AP50 each error type costs (what fixing it would add back), mean ± std over "
+                  "seeds; Cls wrong class, Loc right class but 0.1 <= IoU < 0.5, Both, Dupe duplicate, Bkg background, "
+                  "Miss never detected; FP / FN all false positives / negatives (hotcoco's TIDE).", "",
+                  format_tide_table(loss_summary), "",
+                  "## Localization", "",
+                  "AP (%) at each IoU threshold, and the mean IoU of true positives (matched at IoU >= 0.5) per size "
+                  "range, mean ± std over seeds.", "",
+                  format_localization_table(loss_summary), ""]
     parts += [
+        "## All COCO stats", "",
         f"{len(summary)} loss(es) x {'/'.join(map(str, n_seeds))} seed(s); everything but the box loss identical. "
         "COCO box AP in percent, mean ± sample std over seeds; n/a = no ground-truth box in that size range. "
         "Wall time is the run's wall clock (validation included; it grows with the machine's load), CPU time the "
@@ -222,12 +240,11 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
         format_table(summary),
         "",
     ]
-    noise = noise_summary(summary)
-    if noise:
-        parts += [noise, ""]
     parts += ["## Per-class AP (%)", "", format_per_class_table(summary), ""]
     parts += ["## Runs and training-curve diagnosis", "", format_runs_table(runs), ""]
-    plots = [(name, caption) for name, caption in PLOTS.items() if (out_dir / name).is_file()]
+    from .comparison_plots import COMPARISON_PLOTS
+
+    plots = [(name, caption) for name, caption in {**COMPARISON_PLOTS, **PLOTS}.items() if (out_dir / name).is_file()]
     if plots:
         parts += ["## Plots", ""]
         for name, caption in plots:
@@ -237,4 +254,4 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
     parts += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(parts), encoding="utf-8")
-    return {"md": md_path, "json": json_path, "csv": csv_path, "summary": summary}
+    return {"md": md_path, "json": json_path, "csv": csv_path, "summary": summary, "answer": answer}

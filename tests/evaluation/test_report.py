@@ -8,7 +8,7 @@ import pytest
 
 from boxloss.evaluation import STAT_NAMES
 from boxloss.evaluation.plots import epoch_curves, write_plots
-from boxloss.evaluation.report import format_table, noise_summary, summarize_runs, write_report
+from boxloss.evaluation.report import format_table, summarize_runs, write_report
 
 
 def fake_run(loss, seed, ap, epochs=4):
@@ -45,12 +45,6 @@ def test_table_in_percent():
     assert "| giou | 2 | 32.0 ± 2.8 |" in table
     assert "**38.0 ± 2.8**" in table  # best mean AP in bold
     assert "n/a" in table  # APl without ground truth
-
-
-def test_noise_summary_mentions_margin():
-    text = noise_summary(summarize_runs(RUNS))
-    assert "ciou (38.0)" in text and "6.0 points" in text and "within seed noise" in text
-    assert "seed noise is unknown" in noise_summary(summarize_runs([fake_run("a", 0, 0.2), fake_run("b", 0, 0.3)]))
 
 
 def test_write_report_files(tmp_path):

@@ -1,5 +1,6 @@
-"""The real thing on the smoke config: compare_losses.py (2 losses x 1 seed, then reuse, then a real
-resume), and eval_det.py on one of its checkpoints. About a minute and a half on 2 CPU cores."""
+"""The real thing on the smoke config: compare_losses.py (2 losses x 2 seeds with the full report, then
+reuse, re-analysis of the folder with another baseline, then a real resume), and eval_det.py on one of
+its checkpoints and on a detections file. About two minutes on 2 CPU cores."""
 
 import csv
 import json
@@ -39,30 +40,52 @@ def common(cache):
 def sweep(tmp_path_factory, cache):
     out = tmp_path_factory.mktemp("sweep")
     main = script("compare_losses.py")
-    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache)]) == 0
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "2", "--output-dir", str(out), "-q", "--bootstrap", "200",
+                 *common(cache)]) == 0
     return out, main
 
 
-def test_smoke_sweep_writes_every_file(sweep, capsys):
+PLOTS = ("ap_per_loss.png", "pr_curves.png", "training_curves.png", "difference_forest.png", "ap_vs_iou.png",
+         "tide_errors.png", "tp_iou.png")
+
+
+def test_smoke_sweep_writes_the_full_report(sweep, capsys):
     out, _ = sweep
-    for name in ("report.md", "report.json", "report.csv", "ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+    for name in ("report.md", "report.json", "report.csv", "sweep.json", *PLOTS):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    for name in ("ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+    for name in PLOTS:
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     doc = json.loads((out / "report.json").read_text())
-    assert list(doc["losses"]) == ["iou", "ciou"]
-    assert doc["config"]["data"]["image_size"] == 128 and "torch" in doc["versions"]
+    assert doc["schema_version"] == 2 and list(doc["losses"]) == ["iou", "ciou"]
+    assert doc["config"]["data"]["image_size"] == 128 and "torch" in doc["versions"] and "hotcoco" in doc["versions"]
     for loss, entry in doc["losses"].items():
         for name in STAT_NAMES:
-            assert in_range(entry[name]["mean"]) and len(entry[name]["runs"]) == 1, (loss, name)
-            assert entry[name]["std"] is None  # one seed
+            assert in_range(entry[name]["mean"]) and len(entry[name]["runs"]) == 2, (loss, name)
         assert entry["train_time_s"]["mean"] > 0 and entry["final_train_loss"]["mean"] > 0
         assert entry["per_class"] and all(in_range(a["mean"]) for a in entry["per_class"].values())
     assert all(r["diagnosis"] for r in doc["runs"])
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert [r["loss"] for r in rows] == ["iou", "ciou"] and all(in_range(float(r["AP_mean"])) for r in rows)
     md = (out / "report.md").read_text()
-    assert "| iou | 1 |" in md and "## Per-class AP" in md and "## Runs and training-curve diagnosis" in md
+    assert "| iou | 2 |" in md and "## Per-class AP" in md and "## Runs and training-curve diagnosis" in md
+    # the answer first, then the comparison, where it comes from, TIDE and localization
+    assert md.index("**Answer** (AP, 16 validation images, 2 seed(s) per loss, baseline **iou**)") < md.index("## Each loss against iou")
+    for section in ("## AP per loss", "### Where the differences come from", "## Errors (TIDE)", "## Localization", "difference_forest.png"):
+        assert section in md, section
+    comparison = doc["comparison"]
+    assert comparison["baseline"] == "iou" and comparison["n_comparisons"] == 1 and doc["answer"]
+    (row,) = comparison["comparisons"]
+    assert row["loss"] == "ciou" and row["n"] == 2 and row["verdict"] in ("better", "worse", "not established")
+    ious = {r["seed"]: r for r in doc["runs"] if r["loss"] == "iou"}
+    cious = {r["seed"]: r for r in doc["runs"] if r["loss"] == "ciou"}
+    # the paired differences are those of the runs' own AP, and the image bootstrap ran per seed
+    assert [e["diff"] for e in row["per_seed"]] == pytest.approx([cious[s]["stats"]["AP"] - ious[s]["stats"]["AP"] for s in (0, 1)])
+    assert all(e["bootstrap"]["n_bootstrap"] == 200 and e["bootstrap"]["lower"] <= e["bootstrap"]["upper"] for e in row["per_seed"])
+    for r in doc["runs"]:
+        a = r["analysis"]
+        assert set(a["tide"]["dAP"]) == {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss", "FP", "FN"}
+        assert len(a["ap_by_iou"]) == 10 and a["tp_iou"]["all"]["n"] >= 0
+    assert set(doc["loss_summary"]) == {"iou", "ciou"}
     for d in (run_dir(out, "iou", 0), run_dir(out, "ciou", 0)):
         result = json.loads((d / "result.json").read_text())
         engine_stats = json.loads((d / "stats.json").read_text())
@@ -74,12 +97,20 @@ def test_smoke_sweep_writes_every_file(sweep, capsys):
 def test_second_pass_reuses_and_prints_the_table(sweep, cache, capsys):
     out, main = sweep
     before = (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns
-    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache)]) == 0
-    text = capsys.readouterr().out
-    assert "iou seed 0: done, reused" in text and "| loss | seeds | AP |" in text
-    assert (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns == before
-    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "1", "--output-dir", str(out), "--report-only",
+    assert main(["--config", SMOKE, "--losses", "iou,ciou", "--seeds", "2", "--output-dir", str(out), "-q", "--bootstrap", "0",
                  *common(cache)]) == 0
+    text = capsys.readouterr().out
+    assert "iou seed 0: done, reused" in text and "| loss | seeds | AP |" in text and "**Answer**" in text
+    assert (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns == before
+    # re-analysis of the folder alone (its sweep.json and the runs' config.yaml), with another baseline
+    assert main(["--report-only", str(out), "--baseline", "ciou", "--bootstrap", "0"]) == 0
+    assert "baseline **ciou**" in capsys.readouterr().out
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["comparison"]["baseline"] == "ciou" and [r["loss"] for r in doc["comparison"]["comparisons"]] == ["iou"]
+    assert (run_dir(out, "iou", 0) / "result.json").stat().st_mtime_ns == before  # nothing retrained or re-evaluated
+    assert main(["--report-only", str(out), "--baseline", "diou"]) == 2
+    assert "not among the compared losses" in capsys.readouterr().err
+    assert main(["--report-only", str(out / "nowhere")]) == 2
     # a changed config is refused, not silently mixed with old runs
     assert main(["--config", SMOKE, "--losses", "iou", "--seeds", "1", "--output-dir", str(out), "-q", *common(cache),
                  "optim.lr=0.02"]) == 1
@@ -116,10 +147,8 @@ def test_only_and_shard_flags_pick_runs(tmp_path, cache, capsys):
     assert main(["--config", SMOKE, "--shard", "3/2", "--output-dir", str(out)]) == 2
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("backend", ["pycocotools", "hotcoco"])
 def test_eval_det_reproduces_the_final_evaluation(sweep, tmp_path, backend, capsys):
-    if backend == "faster-coco-eval":
-        pytest.importorskip("faster_coco_eval")
     out, _ = sweep
     d = run_dir(out, "ciou", 0)
     main = script("eval_det.py")
@@ -127,10 +156,36 @@ def test_eval_det_reproduces_the_final_evaluation(sweep, tmp_path, backend, caps
                  "--backend", backend]) == 0
     text = capsys.readouterr().out
     assert "(   AP)" in text and "AR100" in text and "class" in text
+    assert "TIDE errors at IoU 0.50" in text and "AP (%) per IoU threshold" in text and "IoU of true positives" in text
     stats = json.loads((tmp_path / "stats.json").read_text())
     engine = json.loads((d / "stats.json").read_text())
     assert {k: stats[k] for k in STAT_NAMES} == pytest.approx({k: engine[k] for k in STAT_NAMES}, abs=1e-12)
     assert set(stats["per_class"]) and json.loads((tmp_path / "detections.json").read_text())
+
+
+def test_eval_det_on_a_detections_file(sweep, tmp_path, capsys):
+    out, _ = sweep
+    d = run_dir(out, "ciou", 1)
+    main = script("eval_det.py")
+    # the run folder's config.yaml gives the val split
+    assert main(["--detections", str(d / "detections.json"), "--output-dir", str(tmp_path)]) == 0
+    assert "TIDE errors" in capsys.readouterr().out
+    analysis = json.loads((tmp_path / "analysis.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    (run,) = [r for r in report["runs"] if r["loss"] == "ciou" and r["seed"] == 1]
+    for key in ("stats", "ap_by_iou"):  # the same numbers as the sweep's report
+        assert analysis[key] == pytest.approx(run["analysis"][key], abs=1e-12), key
+    assert analysis["tide"]["dAP"] == pytest.approx(run["analysis"]["tide"]["dAP"], abs=1e-12)
+    assert analysis["tp_iou"]["all"]["n"] == run["analysis"]["tp_iou"]["all"]["n"]
+    assert not (tmp_path / "detections.json").exists()  # nothing to write: the detections are the input
+    # outside a run folder: --val-ann is needed, and named
+    lone = tmp_path / "lone.json"
+    lone.write_text((d / "detections.json").read_text())
+    assert main(["--detections", str(lone)]) == 2
+    assert "give --val-ann" in capsys.readouterr().err
+    lone.write_text('{"not": "a list"}')
+    assert main(["--detections", str(lone), "--val-ann", str(lone)]) == 2
+    assert "expected a COCO results list" in capsys.readouterr().err
 
 
 def test_eval_det_errors(tmp_path, sweep, capsys):

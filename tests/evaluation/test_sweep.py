@@ -77,12 +77,17 @@ def test_sweep_trains_evaluates_and_reuses(tmp_path):
     status = run_sweep({"train": {"epochs": 3}}, runs, tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
     assert set(status.values()) == {"reused"} and len(trainer.calls) == 4
 
-    out = build_report({"train": {"epochs": 3}}, runs, tmp_path)
-    for name in ("report.md", "report.json", "report.csv", "ap_per_loss.png", "pr_curves.png", "training_curves.png"):
+    out = build_report({"train": {"epochs": 3}}, runs, tmp_path, coco_gt=GT, n_bootstrap=20, log=lambda *a: None)
+    for name in ("report.md", "report.json", "report.csv", "ap_per_loss.png", "pr_curves.png", "training_curves.png",
+                 "difference_forest.png", "ap_vs_iou.png", "tide_errors.png", "tp_iou.png"):
         assert (tmp_path / name).is_file(), name
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["losses"]["iou"]["AP"]["runs"] == pytest.approx([1.0, result_ap(tmp_path, "iou", 1)])
     assert out["summary"]["giou"]["AP"]["mean"] < 1.0
+    # recomputed from detections.json: the analysis agrees with result.json; giou (shifted 1 px more) vs iou
+    assert [r["analysis"]["stats"]["AP"] for r in doc["runs"] if r["loss"] == "iou"] == doc["losses"]["iou"]["AP"]["runs"]
+    (row,) = doc["comparison"]["comparisons"]
+    assert row["loss"] == "giou" and row["baseline"] == "iou" and row["seed_level"]["mean"] < 0
 
 
 def result_ap(d, loss, seed):
@@ -132,7 +137,7 @@ def test_report_refuses_unfinished_runs_unless_allowed(tmp_path):
     runs = plan_runs(["iou", "giou"], 2)
     with pytest.raises(RuntimeError, match="iou seed 1, giou seed 1"):
         build_report({}, runs, tmp_path)
-    out = build_report({}, runs, tmp_path, allow_missing=True)
+    out = build_report({}, runs, tmp_path, allow_missing=True, coco_gt=GT, n_bootstrap=0, log=lambda *a: None)
     assert list(out["summary"]) == ["iou", "giou"] and out["summary"]["iou"]["seeds"] == [0]
     assert "Incomplete sweep: 2 of 4 runs finished; missing: iou seed 1, giou seed 1." in out["md"].read_text()
 
