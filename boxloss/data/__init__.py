@@ -1,4 +1,5 @@
-"""COCO-format detection data: checking, loading, augmentation, batching, and a synthetic set.
+"""COCO-format detection data: checking, loading, augmentation, batching, a synthetic set, and a
+real one (DeepForest tree crowns: ``fetch_deepforest_wheel`` + ``convert_deepforest``).
 
 Knows nothing of models. Typical use::
 
@@ -11,6 +12,7 @@ Knows nothing of models. Typical use::
 
 from .check import check_coco_annotations, load_json
 from .coco import CocoDetection
+from .deepforest import DeepForestSummary, DownloadError, convert_deepforest, fetch_deepforest_wheel
 from .errors import DatasetError
 from .image_io import read_image
 from .letterbox import letterbox_params, unletterbox_boxes
@@ -24,6 +26,8 @@ __all__ = [
     "CocoDetection",
     "DatasetError",
     "DatasetReport",
+    "DeepForestSummary",
+    "DownloadError",
     "PAD_VALUE",
     "REASONS",
     "SHAPE_NAMES",
@@ -33,6 +37,8 @@ __all__ = [
     "build_val_transforms",
     "check_coco_annotations",
     "collate_detection",
+    "convert_deepforest",
+    "fetch_deepforest_wheel",
     "letterbox_params",
     "load_json",
     "make_synthetic_dataset",
