@@ -7,14 +7,17 @@ gives COCO-format detections of a model on a loader. Configs: ``load_config`` (c
 The sweep across losses (``boxloss/engine/sweep.py``) builds on ``train``.
 """
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import DEFAULTS, ConfigError, dump_config, load_config, merge_config, parse_override, validate_config
 from .inference import evaluate_detections, predict_coco, run_inference
 from .logger import COLUMNS, RunLogger
-from .trainer import TrainingError, build_optimizer, build_scheduler, synthetic_dir, train
+from .loop import TrainingError
+from .optim import build_optimizer, build_scheduler
+from .trainer import synthetic_dir, train
 
 __all__ = [
     "COLUMNS",
+    "CheckpointError",
     "ConfigError",
     "DEFAULTS",
     "RunLogger",
