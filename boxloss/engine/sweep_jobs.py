@@ -52,7 +52,7 @@ def run_jobs(argv: list[str], jobs: int, out_dir: str, script: str, log=print, p
              poll_s: float = 5.0) -> list[int]:
     """Start ``jobs`` shards of ``script argv`` at once, wait for all; returns their exit codes.
 
-    ``progress``: optional callable returning a one-line status (e.g. "3/15 runs finished"); it is
+    ``progress``: optional callable returning a status (e.g. ``sweep_progress.format_progress``); it is
     polled every ``poll_s`` seconds and logged whenever it changes, since the children are quiet."""
     threads = threads_per_job(jobs)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

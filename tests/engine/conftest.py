@@ -10,7 +10,7 @@ TINY = {
     "data": {"image_size": 64, "synthetic": {"train": 16, "val": 8, "size": 64, "seed": 1}},
     "model": {"widths": [8, 8, 16, 16, 16], "depths": [0, 0, 0, 0, 0], "fpn_channels": 16, "head_convs": 1,
               "norm_groups": 4},
-    "optim": {"name": "sgd", "lr": 0.01},
+    "optim": {"name": "sgd", "lr": 0.01, "weight_decay": 1e-4},
     "schedule": {"name": "cosine", "warmup_iters": 2},
     "train": {"epochs": 2, "batch_size": 8, "workers": 0, "eval_every": 1, "log_every": 1, "progress": False,
               "tensorboard": False, "device": "cpu"},
