@@ -15,12 +15,11 @@ docs/benchmarks.md.
 import argparse
 import json
 import sys
-import time
 
 import torch
 
 from boxloss.evaluation.loss_benchmark import (
-    HEADER, LOSSES, check_losses, environment, gpu_bandwidth, run_benchmark,
+    HEADER, LOSSES, check_losses, environment, gpu_bandwidth, measure_cpu_build, run_benchmark,
 )
 
 
@@ -33,7 +32,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 9; 5 at N>=1e6)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    ap.add_argument("--measure-build", action="store_true", help="time a fresh build of the CPU kernels first")
+    ap.add_argument("--measure-build", action="store_true",
+                    help="time a fresh build of the CPU kernels first (in a temporary folder, removed afterwards)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)
 
@@ -49,21 +49,10 @@ def main(argv=None):
 
     print(f"command: {' '.join(['python', 'scripts/bench_losses.py'] + (argv if argv is not None else sys.argv[1:]))}")
     print(environment(args.device))
-    if args.measure_build:
-        import os
-        import tempfile
-
-        from boxloss.boxes.fused import _cpu
-
-        with tempfile.TemporaryDirectory() as tmp:
-            os.environ["TORCH_EXTENSIONS_DIR"] = tmp
-            start = time.perf_counter()
-            _cpu.build(force=True)
-            print(f"fresh build of the CPU kernels: {time.perf_counter() - start:.2f} s")
-            del os.environ["TORCH_EXTENSIONS_DIR"]
-        start = time.perf_counter()
-        _cpu.build()
-        print(f"load of the cached CPU kernels: {(time.perf_counter() - start) * 1e3:.1f} ms")
+    if args.measure_build:  # in a fresh temporary folder; the user's TORCH_EXTENSIONS_DIR is left alone
+        build = measure_cpu_build()
+        print(f"fresh build of the CPU kernels: {build['fresh_build_s']:.2f} s")
+        print(f"load of the cached CPU kernels: {build['cached_load_s'] * 1e3:.1f} ms")
     print()
     print(HEADER, flush=True)
     rows = run_benchmark(

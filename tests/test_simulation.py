@@ -13,6 +13,7 @@ from boxloss.boxes.fused import cpu_kernels_available
 from boxloss.evaluation.simulation import FULL_CASES, learning_rates, make_cases, run_simulation
 
 ROOT = Path(__file__).resolve().parents[1]
+NEEDS_CPP = pytest.mark.skipif(not cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
 
 
 def test_cases_follow_the_paper():
@@ -37,27 +38,78 @@ def test_learning_rate_schedule():
     assert lr[:160] == [0.1] * 160 and lr[160:180] == [0.01] * 20 and lr[180:] == [0.001] * 20
 
 
-@pytest.mark.skipif(not cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
+@NEEDS_CPP
 @pytest.mark.parametrize("grad_mode", ["exact", "paper"])
 def test_fused_descent_matches_torch_autograd(grad_mode):
-    """The fused simulation kernel takes the same steps as autograd on the public losses."""
+    """The fused simulation kernel takes the same steps as torch autograd on the reference formulas; for
+    grad_mode="paper", CIoU's reference is `ciou_loss_paper_grad` (torch, independent of the C++ code)."""
     losses = ["iou", "giou", "diou", "ciou"]
     kw = dict(n_cases=343, iters=30, dtype=torch.float64, grad_mode=grad_mode)
     fused = run_simulation(losses, backend="fused", **kw)
-    if grad_mode == "paper":
-        from boxloss.evaluation import simulation
-
-        ref = {"error_curve": {}}
-        anchors, targets = make_cases(343, dtype=torch.float64)
-        for name in losses:
-            _, err = simulation._descend_torch(name, anchors, targets, 30, "paper", 1e-7, impl="fused")
-            ref["error_curve"][name] = err.tolist()
-    else:
-        ref = run_simulation(losses, backend="torch", **kw)
+    ref = run_simulation(losses, backend="torch", **kw)
+    assert fused["config"]["backend"] == "fused" and ref["config"]["backend"] == "torch"
     for name in losses:
         torch.testing.assert_close(
             torch.tensor(fused["error_curve"][name]), torch.tensor(ref["error_curve"][name]), rtol=1e-9, atol=1e-9
         )
+
+
+def test_paper_and_exact_ciou_descents_differ():
+    """The two grad modes take different steps (so agreeing with the torch reference above means
+    agreeing on the paper's gradient, not on a grad_mode both sides ignore)."""
+    kw = dict(n_cases=343, iters=30, dtype=torch.float64, backend="torch")
+    exact = run_simulation(["ciou"], grad_mode="exact", **kw)["error_curve"]["ciou"]
+    paper = run_simulation(["ciou"], grad_mode="paper", **kw)["error_curve"]["ciou"]
+    assert abs(paper[-1] - exact[-1]) > 1e-3 * exact[-1]
+
+
+def _paper_minus_exact_grad_by_hand(w, h, wt, ht, iou):
+    """d loss / d (w, h) of CIoU, paper mode minus exact mode, for cxcywh boxes with the same centre:
+    only alpha * v differs, v = K (atan(wt/ht) - atan(w/h))^2; exact dv/dw = -2 K D h / (w^2 + h^2),
+    dv/dh = 2 K D w / (w^2 + h^2) with D = atan(wt/ht) - atan(w/h); paper: without the / (w^2 + h^2)."""
+    k = 4 / math.pi**2
+    d = math.atan(wt / ht) - math.atan(w / h)
+    v = k * d * d
+    alpha = v / (1 - iou + v)
+    s = w * w + h * h
+    return alpha * -2 * k * d * h * (1 - 1 / s), alpha * 2 * k * d * w * (1 - 1 / s)
+
+
+@pytest.mark.parametrize("impl", [pytest.param("fused", marks=NEEDS_CPP), "torch"])
+def test_paper_gradient_against_hand_worked_values(impl):
+    """pred (cx, cy, w, h) = (0, 0, 2, 1) on target (0, 0, 1, 1): IoU 1/2, same centre. The paper-mode
+    gradient (C++ kernel, or the torch reference) minus the exact one (the reference path) is the
+    hand-derived difference in the v term: (0.0161523, -0.0323046) for (w, h), zero for the centre."""
+    from boxloss.boxes import ciou_loss
+    from boxloss.evaluation.simulation import ciou_loss_paper_grad
+
+    target = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    grads = {}
+    for mode in ("paper", "exact"):
+        pred = torch.tensor([[0.0, 0.0, 2.0, 1.0]], dtype=torch.float64, requires_grad=True)
+        if mode == "exact":
+            loss = ciou_loss(pred, target, fmt="cxcywh", eps=1e-12, impl="reference")
+        elif impl == "fused":
+            loss = ciou_loss(pred, target, fmt="cxcywh", eps=1e-12, grad_mode="paper", impl="fused")
+        else:
+            loss = ciou_loss_paper_grad(pred, target, fmt="cxcywh", eps=1e-12).sum()
+        loss.backward()
+        grads[mode] = pred.grad[0]
+    dw, dh = _paper_minus_exact_grad_by_hand(2.0, 1.0, 1.0, 1.0, iou=0.5)
+    assert dw == pytest.approx(0.0161523, abs=1e-7) and dh == pytest.approx(-0.0323046, abs=1e-7)
+    expected = torch.tensor([0.0, 0.0, dw, dh], dtype=torch.float64)
+    torch.testing.assert_close(grads["paper"] - grads["exact"], expected, rtol=0, atol=1e-12)
+
+
+def test_paper_grad_mode_runs_without_the_fused_kernels(monkeypatch):
+    """No C++ compiler (the kernel library unavailable): grad_mode="paper" runs on the torch backend."""
+    from boxloss.evaluation import simulation
+
+    monkeypatch.setattr(simulation._cpu, "library", lambda: None)
+    res = run_simulation(["ciou"], n_cases=343, iters=5, grad_mode="paper", backend="auto")
+    assert res["config"]["backend"] == "torch" and res["final_error"]["ciou"] < res["config"]["initial_error"]
+    with pytest.raises(RuntimeError, match="backend='fused' needs the fused CPU kernels, which are unavailable"):
+        run_simulation(["ciou"], n_cases=343, iters=5, backend="fused")
 
 
 def test_result_structure_and_direction():
@@ -81,3 +133,37 @@ def test_script_writes_json_and_plot(tmp_path):
     assert set(data["final_error"]) == {"giou", "ciou"}
     assert len(data["error_curve"]["ciou"]) == 20 and data["seconds"]["giou"] >= 0
     assert (out / "simulation.png").stat().st_size > 1000
+
+
+def _sim_main():
+    import runpy
+
+    return runpy.run_path(str(ROOT / "scripts" / "simulate_regression.py"))["main"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto-without-compiler"])
+def test_script_paper_grad_mode_on_the_torch_backend(backend, tmp_path, monkeypatch, capsys):
+    if backend == "auto-without-compiler":
+        from boxloss.evaluation import simulation
+
+        monkeypatch.setattr(simulation._cpu, "library", lambda: None)
+    argv = ["--losses", "ciou", "--grad-mode", "paper", "--backend", backend.split("-")[0], "--cases", "343",
+            "--iters", "5", "--output-dir", str(tmp_path)]
+    assert _sim_main()(argv) == 0
+    assert "CIoU grad paper, backend torch" in capsys.readouterr().out
+    data = json.loads((tmp_path / "simulation.json").read_text())
+    assert data["config"]["grad_mode"] == "paper" and len(data["error_curve"]["ciou"]) == 5
+
+
+def test_script_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
+    from boxloss.evaluation import simulation
+
+    main = _sim_main()
+    assert main(["--losses", "l2", "--cases", "10", "--iters", "1", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown loss 'l2'; accepted: iou, giou, diou, ciou") and err.count("\n") == 1, err
+    monkeypatch.setattr(simulation._cpu, "library", lambda: None)
+    assert main(["--backend", "fused", "--cases", "10", "--iters", "1", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: backend='fused' needs the fused CPU kernels") and err.count("\n") == 1, err
+    assert not (tmp_path / "simulation.json").exists()

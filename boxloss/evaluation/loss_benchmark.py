@@ -239,6 +239,36 @@ def run_benchmark(
     return rows
 
 
+def measure_cpu_build() -> dict:
+    """Time a fresh build of the fused CPU kernels, then a load from the user's cache.
+
+    The fresh build goes into a new temporary folder (``$TORCH_EXTENSIONS_DIR`` points there during the
+    build only), which is removed afterwards; ``$TORCH_EXTENSIONS_DIR`` is then restored exactly (set to
+    its old value, or unset if it was) and nothing in the user's extensions folder is removed. The second
+    measurement loads the library from the user's folder (building it there first if it is not cached).
+    Returns ``{"fresh_build_s", "cached_load_s"}``.
+    """
+    import tempfile
+
+    from boxloss.boxes.fused import _cpu
+
+    previous = os.environ.get("TORCH_EXTENSIONS_DIR")
+    with tempfile.TemporaryDirectory(prefix="boxloss-fresh-build-") as fresh:
+        os.environ["TORCH_EXTENSIONS_DIR"] = fresh
+        try:
+            start = time.perf_counter()
+            _cpu.build(force=True)
+            fresh_s = time.perf_counter() - start
+        finally:
+            if previous is None:
+                os.environ.pop("TORCH_EXTENSIONS_DIR", None)
+            else:
+                os.environ["TORCH_EXTENSIONS_DIR"] = previous
+    start = time.perf_counter()
+    _cpu.build()
+    return {"fresh_build_s": fresh_s, "cached_load_s": time.perf_counter() - start}
+
+
 def gpu_bandwidth(loss: str, n: int, seconds: float, peak_gbs: float | None = None) -> dict:
     """Achieved DRAM traffic of the fused forward+backward (fp32): forward reads 2 x 16 B and writes 4 B
     per box, backward reads 2 x 16 B (+ a broadcast scalar) and writes the 16 B gradient: 84 B per box

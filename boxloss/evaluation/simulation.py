@@ -14,8 +14,10 @@ Setup, as in the paper and the authors' code:
 - error at step t: the l1 distance |B_t - B_gt|_1 in (cx, cy, w, h), summed over all cases.
 
 The descent runs in the fused C++ kernel of `boxloss.boxes.fused` (one loop per case, the whole
-trajectory in registers), with the same loss and gradient as `boxloss.boxes`; without a C++ compiler it
-falls back to batched torch autograd on the reference losses (much slower).
+trajectory in registers), with the same loss and gradient as `boxloss.boxes`; without a C++ compiler
+(or with backend="torch") it runs batched torch autograd on the reference losses (much slower). CIoU
+with grad_mode="paper" (the paper's gradient, which `ciou_loss` offers on its fused path only) has its
+own torch formulation here, `ciou_loss_paper_grad`; it is also the independent check of the kernel's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss
+from boxloss.boxes import box_convert, box_iou, ciou_loss, diou_loss, giou_loss, iou_loss
 from boxloss.boxes.fused import GRAD_MODES, _cpu
 
 SIM_LOSSES = ("iou", "giou", "diou", "ciou")
@@ -68,6 +70,36 @@ def learning_rates(iters: int = 200) -> list[float]:
     return [0.1 if i < 0.8 * iters else 0.01 if i < 0.9 * iters else 0.001 for i in range(iters)]
 
 
+class _PaperAtan(torch.autograd.Function):
+    """atan(w / h) whose backward is the DIoU paper's: d/dw = h, d/dh = -w, i.e. the true derivative
+    with the factor 1 / (w^2 + h^2) dropped (Zheng et al. 2020, after eq. 12)."""
+
+    @staticmethod
+    def forward(ctx, w, h):
+        ctx.save_for_backward(w, h)
+        return torch.atan(w / h)
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, h = ctx.saved_tensors
+        return grad * h, -grad * w
+
+
+def ciou_loss_paper_grad(pred, target, *, fmt="xyxy", eps=1e-7):
+    """Per-box CIoU loss `[...]` (1 - IoU + rho^2/c^2 + alpha * v, alpha a constant) whose gradient is the
+    DIoU paper's (`ciou_loss(..., grad_mode="paper")`), in torch autograd on the reference formulas: the
+    same value as `ciou_loss`, and in v = 4/pi^2 (atan(w_gt/h_gt) - atan(w/h))^2 the derivative of
+    atan(w/h) is (h, -w) instead of (h, -w) / (w^2 + h^2)."""
+    p, t = box_convert(pred, fmt, "xyxy"), box_convert(target, fmt, "xyxy")
+    angle_p = _PaperAtan.apply(p[..., 2] - p[..., 0], p[..., 3] - p[..., 1] + eps)
+    angle_t = _PaperAtan.apply(t[..., 2] - t[..., 0], t[..., 3] - t[..., 1] + eps)
+    v = (4 / math.pi**2) * (angle_t - angle_p) ** 2
+    with torch.no_grad():
+        iou = box_iou(pred, target, fmt=fmt, aligned=True, eps=eps)
+        alpha = v / (1 - iou + v).clamp_min(eps)
+    return diou_loss(pred, target, fmt=fmt, reduction="none", eps=eps, impl="reference") + alpha * v
+
+
 def _descend_fused(lib, kind, anchors, targets, iters, grad_mode, eps, num_threads):
     boxes = anchors.clone()
     lr = torch.tensor(learning_rates(iters), dtype=torch.float64)
@@ -82,10 +114,17 @@ def _descend_fused(lib, kind, anchors, targets, iters, grad_mode, eps, num_threa
     return boxes, err
 
 
-def _descend_torch(kind, anchors, targets, iters, grad_mode, eps, impl="reference", chunk=1 << 18):
-    """Same descent with torch autograd on the public losses (the fallback, and the kernel's check)."""
-    fn = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}[kind]
-    kw = {"grad_mode": grad_mode} if kind == "ciou" else {}
+def _descend_torch(kind, anchors, targets, iters, grad_mode, eps, chunk=1 << 18):
+    """Same descent with torch autograd on the reference losses (the fallback, and the kernel's check);
+    CIoU with grad_mode="paper" through `ciou_loss_paper_grad`."""
+    if kind == "ciou" and grad_mode == "paper":
+        def total_loss(b, t):
+            return ciou_loss_paper_grad(b, t, fmt="cxcywh", eps=eps).sum()
+    else:
+        fn = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}[kind]
+
+        def total_loss(b, t):
+            return fn(b, t, fmt="cxcywh", reduction="sum", eps=eps, impl="reference")
     lr = learning_rates(iters)
     err = torch.zeros(iters, dtype=torch.float64)
     out = []
@@ -93,11 +132,8 @@ def _descend_torch(kind, anchors, targets, iters, grad_mode, eps, impl="referenc
         b, t = anchors[s : s + chunk].clone(), targets[s : s + chunk]
         for it in range(iters):
             b.requires_grad_(True)
-            loss = fn(b, t, fmt="cxcywh", reduction="sum", eps=eps, impl=impl, **kw)
-            (grad,) = torch.autograd.grad(loss, b)
+            (grad,) = torch.autograd.grad(total_loss(b, t), b)
             with torch.no_grad():
-                from boxloss.boxes import box_iou
-
                 iou = box_iou(b, t, fmt="cxcywh", aligned=True, eps=eps).to(b.dtype)
                 b = b - lr[it] * (2 - iou)[:, None] * grad
                 err[it] += (b.double() - t.double()).abs().sum()
@@ -130,7 +166,8 @@ def run_simulation(
         raise ValueError(f"backend={backend!r} is not supported; accepted: 'auto', 'fused', 'torch'")
     lib = None if backend == "torch" else _cpu.library()
     if backend == "fused" and lib is None:
-        raise RuntimeError("the fused CPU kernels could not be built; use backend='torch'")
+        raise RuntimeError("backend='fused' needs the fused CPU kernels, which are unavailable (no C++ compiler, "
+                           "a failed build, or BOXLOSS_CPU_KERNELS=0); use backend='torch' or 'auto'")
     threads = num_threads or torch.get_num_threads()
     anchors, targets = make_cases(n_cases, seed=seed, dtype=dtype)
     result = {"final_error": {}, "error_curve": {}, "seconds": {}}

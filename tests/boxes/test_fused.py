@@ -3,9 +3,13 @@
 Values and gradients agree within 1e-6 (fp32, normwise: |fused - ref| <= 1e-6 * max|ref| per tensor;
 gradients to fp16/bf16 inputs within one ulp of that dtype) on
 random, disjoint and degenerate boxes in every format; gradcheck in fp64 through the fused kernels; every
-numerics-policy case of DESIGN.md; dispatch and fallback; torch.compile(fullgraph=True).
+numerics-policy case of docs/architecture.md ("Numerics policy"); dispatch and fallback; torch.compile(fullgraph=True).
 """
 
+import logging
+import os
+import re
+import sys
 import warnings
 
 import pytest
@@ -285,6 +289,53 @@ def test_failed_build_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     with pytest.raises(RuntimeError, match="building the boxloss CPU kernels failed"):
         _cpu.build()
+
+
+@pytest.fixture
+def fake_compiler(monkeypatch, tmp_path):
+    """A compile that only writes an empty file (nothing is compiled), into tmp_path; returns its targets."""
+    compiled = []
+
+    def compile_(cxx, target, flags, source):
+        compiled.append(target)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "wb").close()
+
+    monkeypatch.setattr(_cpu, "_compile", compile_)
+    monkeypatch.setattr(_cpu, "_announced", set())  # this process has announced nothing yet
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", sys.executable)  # a program that exists; never run
+    return compiled
+
+
+def _build_test_library(force=False):
+    return _cpu.build(force, source="// a test library", name="boxloss_test", loader=lambda path: ("lib", path))
+
+
+def test_a_compile_is_announced_once_per_process_with_its_time(fake_compiler, tmp_path, caplog):
+    """The first call of a fused loss compiles for 15-30 s: one line says so when it starts (what, where,
+    how long, cached), one when it ends (its time); a cached load, and a second compile in the same
+    process, say nothing."""
+    with caplog.at_level(logging.INFO, logger="boxloss.boxes.fused"):
+        lib = _build_test_library()
+        assert _build_test_library() == lib  # cached: loaded, not compiled
+        _build_test_library(force=True)  # compiled again, not announced again
+    assert len(fake_compiler) == 2 and lib == ("lib", fake_compiler[0])
+    messages = [r.getMessage() for r in caplog.records if r.name == "boxloss.boxes.fused"]
+    assert len(messages) == 2, messages
+    folder = os.path.join(os.path.realpath(tmp_path), "boxloss_test")
+    assert messages[0] == (f"boxloss: compiling the fused CPU kernels boxloss_test with {sys.executable} into {folder} "
+                           f"(~15-30 s, once: later runs load the cached library) ...")
+    assert re.fullmatch(r"boxloss: compiled boxloss_test in \d+\.\d s", messages[1]), messages[1]
+
+
+def test_without_logging_configured_the_compile_is_printed(fake_compiler, monkeypatch, capsys):
+    monkeypatch.setattr(_cpu, "_log", logging.Logger("unconfigured"))  # no handlers anywhere
+    _build_test_library()
+    _build_test_library(force=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("boxloss: compiling the fused CPU kernels boxloss_test with ")
+    assert lines[1].startswith("boxloss: compiled boxloss_test in ")
 
 
 def test_disable_by_environment(monkeypatch):

@@ -106,7 +106,9 @@ def test_float64_is_not_triton(interpreted):
     p, t = overlapping_pairs(8, dtype=torch.float64, seed=3)
     with pytest.raises(RuntimeError, match="float32 only"):
         ciou_loss(p, t, impl="fused")
-    ciou_loss(p, t)  # "auto" falls back to the reference path
+    out = ciou_loss(p, t, reduction="none")  # "auto" falls back to the reference path, in float64
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, ciou_loss(p, t, reduction="none", impl="reference"), rtol=0, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")

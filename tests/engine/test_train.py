@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-import boxloss.engine.trainer as train_mod
+import boxloss.engine.loop as train_mod  # train_one_epoch builds the per-epoch loaders
 from boxloss.data import CocoDetection, build_dataloader, build_val_transforms, letterbox_params
 from boxloss.engine import COLUMNS, TrainingError, load_checkpoint, merge_config, predict_coco, train
 from boxloss.evaluation.coco_eval import STAT_NAMES, evaluate_coco
@@ -94,6 +94,75 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(tiny_cfg, tmp
     assert epochs == [int(r["epoch"]) for r in _rows(tmp_path / "straight")]
 
 
+# Run by test_sigkill_then_resume_gives_the_uninterrupted_result in a child process: scripts/train_det.py's
+# main, with a hook that writes MARKER and waits (to be killed) at the KILL_AT-th training step.
+_KILLABLE = """
+import runpy, sys, time
+from boxloss.model import Detector
+marker, kill_at = sys.argv[1], int(sys.argv[2])
+original, calls = Detector.compute_losses, [0]
+
+def compute_losses(self, *args, **kw):
+    if self.training:
+        calls[0] += 1
+        if calls[0] == kill_at:
+            open(marker, "w").close()
+            time.sleep(600)
+    return original(self, *args, **kw)
+
+Detector.compute_losses = compute_losses
+sys.exit(runpy.run_path("scripts/train_det.py")["main"](sys.argv[3:]))
+"""
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_dict, tmp_path):
+    """kill -9 in the middle of epoch 2 (its first step taken, not yet checkpointed), then
+    ``train_det.py --resume``: the final checkpoint is bit-identical to an uninterrupted run's."""
+    import runpy
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    tiny_dict["train"].update(epochs=3, eval_every=0)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_dict))
+    main = runpy.run_path("scripts/train_det.py")["main"]
+    assert main(["--config", str(config), "--output-dir", str(tmp_path / "straight")]) == 0  # also makes the data
+
+    marker, killed = tmp_path / "at-step-4", tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, str(marker), "4", "--config", str(config),
+                             "--output-dir", str(killed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate(timeout=5) if proc.poll() is not None else "timed out"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(str(killed / "checkpoint_last.pt"))["epoch"] == 1  # epoch 2's first step is lost
+
+    assert main(["--config", str(config), "--output-dir", str(killed), "--resume"]) == 0
+    straight = load_checkpoint(str(tmp_path / "straight" / "checkpoint_last.pt"))
+    resumed = load_checkpoint(str(killed / "checkpoint_last.pt"))
+    assert resumed["epoch"] == 3 and resumed["step"] == straight["step"] == 6
+    assert straight["model"].keys() == resumed["model"].keys()
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert resumed["scheduler"] == straight["scheduler"]
+    for a, b in zip(straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [int(r["epoch"]) for r in _rows(killed)] == [int(r["epoch"]) for r in _rows(tmp_path / "straight")]
+    assert [f for f in os.listdir(killed) if f.startswith(".tmp")] == []
+
+
 def test_resume_with_a_different_loss_is_refused(tiny_cfg):
     cfg = merge_config(tiny_cfg, {"train": {"epochs": 1, "eval_every": 0}})
     train(cfg)
@@ -160,7 +229,6 @@ def test_predict_coco_maps_back_to_original_pixels_exactly(tiny_cfg):
 
 def test_cli_errors_are_one_line(capsys, tmp_path):
     import runpy
-    import sys
 
     main = runpy.run_path("scripts/train_det.py")["main"]
     cases = [
@@ -173,9 +241,10 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     ]
     for argv, message in cases:
         assert main(argv) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert err.startswith(message) and err.count("\n") == 1, err
-    assert sys.modules  # the script ran in-process: no traceback, just the line
+        assert "Traceback" not in err and out == "", (out, err)  # the line alone: no traceback, no "done:"
+    assert not (tmp_path / "run" / "checkpoint_last.pt").exists()  # bad input: nothing was trained
 
 
 def test_script_exit_status(tmp_path):

@@ -7,6 +7,12 @@ A first build takes about 13 s on a 2-core VM (flags tried in turn: with `-march
 without OpenMP). If there is no compiler or the build fails, `library()` returns None,
 warns once, and every loss falls back to the reference (eager torch) path.
 
+A compile is announced, once per process and library, with one line when it starts (what, where, that
+it takes ~15-30 s once and is then cached) and one when it ends (with its time): through the
+`boxloss.boxes.fused` logger at INFO where the application has configured logging (the scripts do),
+otherwise printed to stderr, so the first call of a fused loss never blocks in silence. Loading a cached
+library says nothing.
+
 `BOXLOSS_CPU_KERNELS=0` in the environment disables the library (the reference path is used).
 `build(source=..., name=...)` builds other libraries the same way (`_cpu_newer.py`: the newer losses).
 """
@@ -15,11 +21,14 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 import warnings
 
 from ._cpu_source import CPU_SOURCE
@@ -27,6 +36,8 @@ from ._cpu_source import CPU_SOURCE
 _FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"]
 _NATIVE = ["-march=native"]
 _VOID_P, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+_log = logging.getLogger("boxloss.boxes.fused")
+_announced: set[str] = set()  # libraries whose compile this process has announced
 
 
 def _cpu_fingerprint() -> str:
@@ -81,6 +92,14 @@ def _load(path: str):
     return lib
 
 
+def _announce(message: str) -> None:
+    """One line to the user: logged at INFO where logging is configured, else printed to stderr."""
+    if _log.hasHandlers():
+        _log.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 def build(force: bool = False, *, source: str = CPU_SOURCE, name: str = "boxloss_cpu", loader=None):
     """Compile (if not cached) and load the library; return the ctypes handle. Raises on failure.
 
@@ -90,14 +109,23 @@ def build(force: bool = False, *, source: str = CPU_SOURCE, name: str = "boxloss
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set $CXX)")
     errors = []
+    started = None  # perf_counter of the announced compile
     no_openmp = [f for f in _FLAGS if f != "-fopenmp"]  # e.g. Apple clang: serial loops, still fused
     for flags in (_FLAGS + _NATIVE, _FLAGS, no_openmp):
         key = hashlib.sha256("\n".join([source, cxx, " ".join(flags), _cpu_fingerprint()]).encode()).hexdigest()
         target = os.path.join(_build_dir(name), key[:16], f"lib{name}.so")
         try:
             if force or not os.path.exists(target):
+                if name not in _announced:
+                    _announced.add(name)
+                    started = time.perf_counter()
+                    _announce(f"boxloss: compiling the fused CPU kernels {name} with {cxx} into {_build_dir(name)} "
+                              f"(~15-30 s, once: later runs load the cached library) ...")
                 _compile(cxx, target, flags, source)
-            return (loader or _load)(target)
+            lib = (loader or _load)(target)
+            if started is not None:
+                _announce(f"boxloss: compiled {name} in {time.perf_counter() - started:.1f} s")
+            return lib
         except (OSError, subprocess.SubprocessError) as e:
             detail = getattr(e, "stderr", "") or ""
             errors.append(f"{' '.join(flags)}: {e} {detail[-2000:]}")
