@@ -1,9 +1,9 @@
 """COCO box evaluation of a list of detections: the 12 standard stats, per-class AP, PR curves.
 
-Two backends compute the same numbers: ``hotcoco`` (the default; a Rust port of pycocotools, ~40x
-faster, and the engine of the error analyses in ``localization.py``) and ``pycocotools`` (the
-reference). Their 12 stats, per-class AP and precision arrays agree to 1e-12 (tested on random cases
-and on a real run's detections). Usage::
+Two backends compute the same numbers: ``hotcoco`` (the default; a Rust port of pycocotools,
+14-24x faster on a 200-image split, docs/benchmarks.md; the engine of the error analyses in
+``localization.py``) and ``pycocotools`` (the reference). Their 12 stats, per-class AP and precision
+arrays agree to 1e-12 (tested on random cases and on a real run's detections). Usage::
 
     from boxloss.evaluation import evaluate_coco
     result = evaluate_coco(val_dataset.coco, detections)          # detections: list of COCO dicts

@@ -1,4 +1,4 @@
-"""The numerics policy of DESIGN.md, one test (or more) per item, on every core loss.
+"""The numerics policy of docs/architecture.md ("Numerics policy"), one test (or more) per item, on every core loss.
 
 Output dtype rule under test: losses and box_iou compute and return float32, or float64 when an input is
 float64, whatever the input dtype (fp16/bf16 included); gradients reach each input in its own dtype.

@@ -5,7 +5,7 @@ test_newer_losses*.py).
 Values and gradients agree within 1e-6 in fp32 and 1e-12 in fp64 (normwise: |fused - ref| <= tol * max|ref|
 per tensor; gradients to fp16/bf16 inputs within one ulp of that dtype) on random, disjoint, identical and
 degenerate boxes in every format and for every kernel variant (each exponent path); gradcheck in fp64
-through the fused kernels; the numerics policy of DESIGN.md; dispatch, errors and fallback; Wise-IoU v3's
+through the fused kernels; the numerics policy of docs/architecture.md ("Numerics policy"); dispatch, errors and fallback; Wise-IoU v3's
 running mean updated exactly as on the reference path; torch.compile(fullgraph=True).
 """
 

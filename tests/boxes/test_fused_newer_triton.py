@@ -146,7 +146,7 @@ def test_cuda_matches_reference(variant):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU on this machine")
 @pytest.mark.parametrize("variant", VARIANTS, ids=_ids)
 def test_cuda_no_host_sync(variant):
-    """DESIGN.md: no host-device synchronisation in loss code. The fused forward and backward on CUDA run
+    """docs/architecture.md, "Numerics policy": no host-device synchronisation in loss code. The fused forward and backward on CUDA run
     under torch.cuda.set_sync_debug_mode("error") (a scalar extra input made with torch.tensor(x,
     device="cuda") would be a synchronising copy on every call)."""
     name, kw = variant
