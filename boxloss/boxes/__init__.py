@@ -7,7 +7,7 @@ Formulas, papers and conventions: docs/losses.md.
 """
 
 from .focal import sigmoid_focal_loss
-from .fused import cpu_kernels_available, get_default_impl, set_default_impl
+from .kernels import cpu_kernels_available, get_default_impl, set_default_impl
 from .formats import BOX_FORMATS, box_convert, to_xyxy
 from .iou_losses import IOU_MODES, ciou_loss, diou_loss, giou_loss, iou_loss
 from .overlaps import OVERLAP_KINDS, box_iou

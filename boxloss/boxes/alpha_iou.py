@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .fused.newer import fused_newer_loss, pow_mode
+from .kernels import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import OVERLAP_KINDS, aligned_overlap, prepare_box_pair
 
@@ -78,8 +78,8 @@ def alpha_iou_loss(
     base: "iou" | "giou" | "diou" | "ciou" (formulas in the module docstring; "iou" is 1 - IoU^alpha).
     alpha: the power, > 0 (default 3, the paper's recommendation); alpha = 1 is exactly the base loss.
     Other arguments and the return dtype as for `ciou_loss`.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_choice("base", base, OVERLAP_KINDS)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .fused.newer import fused_newer_loss, pow_mode
+from .kernels import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -51,8 +51,8 @@ def eiou_loss(
     Not mmdetection's `EIoULoss` (Extended IoU). Arguments and return dtype as for `ciou_loss`:
     boxes `[..., 4]` in `fmt`, reduction "none" (`[...]`) | "mean" | "sum", weight per box or per
     coordinate, avg_factor divides the sum. Formula and numerics: module docstring, docs/losses.md.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     loss = fused_newer_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from .eiou import eiou_per_box
-from .fused.newer import fused_newer_loss
+from .kernels import fused_newer_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 from .siou import siou_per_box
@@ -65,8 +65,8 @@ def inner_iou_loss(
     base: "iou" | "giou" | "diou" | "ciou" | "eiou" | "siou" (EIoU is Efficient IoU, `eiou_loss`; SIoU
     with theta = 4). ratio: > 0, the auxiliary boxes' size relative to the real ones (default 0.7).
     Other arguments and the return dtype as for `ciou_loss`.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_choice("base", base, INNER_IOU_BASES)

@@ -12,9 +12,9 @@ The overlap formulas and numerics are in `overlaps.py`. Common arguments:
     weight:       per box `[...]`, or per coordinate `[..., 4]` (averaged over the 4 coordinates).
     avg_factor:   with reduction="mean", the loss is sum / avg_factor (e.g. the number of positives).
     eps:          lower bound of denominators; identical boxes still give exactly 0.
-    impl:         "auto" | "fused" | "reference", or None for the module default (`fused.set_default_impl`,
+    impl:         "auto" | "fused" | "reference", or None for the module default (`kernels.set_default_impl`,
                   "auto"): fused forward+backward kernels (C++ on CPU, Triton on CUDA) where available, else
-                  the eager reference; same values and gradients either way (see `boxloss.boxes.fused`).
+                  the eager reference; same values and gradients either way (see `boxloss.boxes.kernels`).
 
 Returns float32 (float64 if an input is float64) whatever the input dtype; gradients reach the inputs
 in their own dtype.
@@ -25,7 +25,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._checks import check_choice, check_positive, prepare_weight, reduce_loss
-from .fused import fused_overlap_loss
+from .kernels import fused_overlap_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 
 IOU_MODES = ("linear", "log", "square")
@@ -118,7 +118,8 @@ def ciou_loss(
     `grad_mode` (fused path): "exact" (default) is the true derivative of v through atan(w/h); "paper" is
     the DIoU paper's choice (Zheng et al. 2020, after eq. 12) of dropping the factor 1/(w^2+h^2) from
     dv/dw and dv/dh, which bounds the step for boxes with w, h << 1. Values are identical in both modes;
-    only the gradient differs. The reference path implements "exact" only and raises for "paper".
+    only the gradient differs. The reference path implements "exact" only and raises for "paper"; under
+    torch.compile the fused kernel runs (as a custom op), so "paper" compiles.
     """
     check_positive("eps", eps)
     loss = fused_overlap_loss(
@@ -129,8 +130,8 @@ def ciou_loss(
         return _finish(loss, reduction, weight, avg_factor)
     if grad_mode == "paper":
         raise ValueError(
-            'grad_mode="paper" needs the fused path; it is not available with impl="reference", '
-            "under torch.compile, or where no fused kernel applies"
+            'grad_mode="paper" needs the fused path; it is not available with impl="reference" '
+            "or where no fused kernel applies (no C++ compiler, float64 on CUDA, ...)"
         )
     ciou, _ = _overlap_loss(pred, target, "ciou", fmt, eps, ciou_alpha="gated" if gate_alpha else "constant")
     return _finish(1 - ciou, reduction, weight, avg_factor)

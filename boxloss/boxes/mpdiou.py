@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._checks import check_positive, check_tensor, compute_dtype
 from ._geometry import check_number
-from .fused.newer import fused_newer_loss
+from .kernels import fused_newer_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -71,8 +71,8 @@ def mpdiou_loss(
 
     img_size: required; (w_img, h_img) of the network input in the boxes' units, or a tensor
     broadcastable to `[..., 2]`. Other arguments and the return dtype as for `ciou_loss`.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     if img_size is None:
         raise ValueError(

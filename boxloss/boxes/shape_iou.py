@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .fused.newer import fused_newer_loss, pow_mode
+from .kernels import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -63,8 +63,8 @@ def shape_iou_loss(
 
     scale: >= 0, the exponent s of the target-shape weights (default 0: ww = hh = 1, the authors' code
     default). Other arguments and the return dtype as for `ciou_loss`. Formula: module docstring.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_number("scale", scale, low=0.0)

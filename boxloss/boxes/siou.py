@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .fused.newer import fused_newer_loss, pow_mode
+from .kernels import fused_newer_loss, pow_mode
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -72,8 +72,8 @@ def siou_loss(
     theta: exponent of the shape cost (the paper tunes it in [2, 6] and uses 4); must be >= 1 so that
     the gradient stays finite where the prediction has the target's size.
     Other arguments and the return dtype as for `ciou_loss`. Formula and numerics: module docstring.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     check_number("theta", theta, low=1.0)

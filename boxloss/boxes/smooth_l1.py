@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ._checks import broadcast_shape, check_positive, check_tensor, compute_dtype, prepare_weight, reduce_loss
-from .fused import fused_smooth_l1
+from .kernels import fused_smooth_l1
 
 
 def smooth_l1_loss(

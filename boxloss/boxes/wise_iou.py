@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ._checks import check_positive, prepare_weight
 from ._geometry import box_parts, check_number
-from .fused.newer import fused_newer_loss
+from .kernels import fused_newer_loss
 from .iou_losses import _finish, iou_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 from .registry import LossModule
@@ -94,8 +94,8 @@ def wiou_v1_loss(
 
     The enclosing-box diagonal is detached (authors' code), so R pulls centres together without pushing
     the enclosing box to grow. Arguments and return dtype as for `ciou_loss`.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
     loss = fused_newer_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl)
@@ -130,8 +130,8 @@ def wiou_v3_loss(
     keeps and updates the running mean. `iou_mean` is a float >= 0 or a 0-dim tensor (never synced to the
     host); alpha > 0 and delta > 0 shape the focusing curve (r = 1 where beta = delta).
     Other arguments and the return dtype as for `ciou_loss`.
-    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.fused`): the fused CPU
-    kernel where available (`fused.newer`), else the eager reference; same values and gradients either way.
+    impl: "auto" | "fused" | "reference" | None, as for the core losses (`boxloss.boxes.kernels`): the fused CPU
+    kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     _check_focusing(alpha, delta)
     check_positive("eps", eps)

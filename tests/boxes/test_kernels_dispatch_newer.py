@@ -1,15 +1,16 @@
-"""The fused CPU path of the newer IoU-family losses (EIoU, Focal-EIoU, SIoU, Alpha-IoU, Wise-IoU v1/v3,
-MPDIoU, Inner-IoU, Shape-IoU) against their reference path (the specification, tested on its own in
-test_newer_losses*.py).
+"""The newer IoU-family losses (EIoU, Focal-EIoU, SIoU, Alpha-IoU, Wise-IoU v1/v3, MPDIoU, Inner-IoU,
+Shape-IoU) through the fused dispatch (boxloss/boxes/kernels/__init__.py) and the C++ kernels, against their
+reference path (the specification, tested on its own in test_newer_losses*.py).
 
 Values and gradients agree within 1e-6 in fp32 and 1e-12 in fp64 (normwise: |fused - ref| <= tol * max|ref|
 per tensor; gradients to fp16/bf16 inputs within one ulp of that dtype) on random, disjoint, identical and
 degenerate boxes in every format and for every kernel variant (each exponent path); gradcheck in fp64
-through the fused kernels; the numerics policy of docs/architecture.md ("Numerics policy"); dispatch, errors and fallback; Wise-IoU v3's
-running mean updated exactly as on the reference path; torch.compile(fullgraph=True).
-"""
+through the fused kernels; the numerics policy of docs/architecture.md ("Numerics policy"); dispatch and
+errors; Wise-IoU v3's running mean updated exactly as on the reference path; torch.compile(fullgraph=True).
 
-import warnings
+The core and the newer losses share one library: its fallback (no compiler, a failed build,
+BOXLOSS_CPU_KERNELS=0) is tested for both in test_kernels_dispatch.py, its launchers in test_kernels_cpu.py.
+"""
 
 import pytest
 import torch
@@ -29,13 +30,13 @@ from boxloss.boxes import (
     wiou_v1_loss,
     wiou_v3_loss,
 )
-from boxloss.boxes import fused
-from boxloss.boxes.fused import _cpu_newer, newer
+from boxloss.boxes import kernels
+from boxloss.boxes.kernels import backends
 
 from box_cases import overlapping_pairs, random_boxes
 from fused_agreement import assert_close_scaled, assert_fused_agrees, run_loss
 
-pytestmark = pytest.mark.skipif(_cpu_newer.library() is None, reason="no C++ compiler for the fused kernels")
+pytestmark = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
 
 FNS = {
     "eiou": eiou_loss, "focal_eiou": focal_eiou_loss, "siou": siou_loss, "alpha_iou": alpha_iou_loss,
@@ -315,14 +316,22 @@ def test_gradient_only_where_needed():
     assert eiou_loss(pred.detach(), target, impl="fused").grad_fn is None
 
 
-# ---------------------------------------------------------------- dispatch, errors and fallback
+# ---------------------------------------------------------------- dispatch and errors
 
 
-def test_impl_selection_and_default(monkeypatch):
-    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=15)
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """Records each call of the C++ backend's box-loss forward launcher (and runs it)."""
     calls = []
-    real = newer._forward
-    monkeypatch.setattr(newer, "_forward", lambda *a: calls.append(1) or real(*a))
+    module = backends.cpu()
+    real = module.box_loss_forward
+    monkeypatch.setattr(module, "box_loss_forward", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_impl_selection_and_default(forward_calls):
+    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=15)
+    calls = forward_calls
     for name, kw in VARIANTS:
         calls.clear()
         FNS[name](pred, target, impl="reference", **kw)
@@ -330,25 +339,23 @@ def test_impl_selection_and_default(monkeypatch):
         FNS[name](pred, target, **kw)  # default "auto" -> fused on CPU
         assert calls == [1], name
     calls.clear()
-    previous = fused.set_default_impl("reference")
+    previous = kernels.set_default_impl("reference")
     try:
         eiou_loss(pred, target)
         assert calls == []
         eiou_loss(pred, target, impl="fused")
         assert calls == [1]
     finally:
-        fused.set_default_impl(previous)
+        kernels.set_default_impl(previous)
     for name, kw in VARIANTS:
         with pytest.raises(ValueError, match="impl"):
             FNS[name](pred, target, impl="triton", **kw)
 
 
 @pytest.mark.parametrize("name", ["eiou", "siou", "alpha_iou", "wiou_v1", "inner_iou", "shape_iou", "focal_eiou"])
-def test_registry_passes_impl(name, monkeypatch):
+def test_registry_passes_impl(name, forward_calls):
     pred, target = overlapping_pairs(20, dtype=torch.float32, seed=16)
-    calls = []
-    real = newer._forward
-    monkeypatch.setattr(newer, "_forward", lambda *a: calls.append(1) or real(*a))
+    calls = forward_calls
     a = get_box_loss(name, impl="reference")(pred, target)
     assert calls == []
     b = get_box_loss(name, impl="fused", loss_weight=2.0)(pred, target)
@@ -388,11 +395,13 @@ def test_cuda_float64_error_matches_core():
 
     p = torch.zeros(3, 4, dtype=torch.float64).as_subclass(FakeCuda)
     with pytest.raises(RuntimeError) as core:
-        fused.fused_overlap_loss(p, p, "ciou", impl="fused")
+        kernels.fused_overlap_loss(p, p, "ciou", impl="fused")
     with pytest.raises(RuntimeError) as err:
-        newer.fused_newer_loss(p, p, "siou", impl="fused")
+        kernels.fused_newer_loss(p, p, "siou", impl="fused")
     assert str(err.value) == str(core.value) and 'impl="fused" cannot run' in str(err.value)
-    assert newer.fused_newer_loss(p, p, "siou", impl="auto") is None
+    assert "float32 only" in str(err.value)
+    assert kernels.fused_newer_loss(p, p, "siou", impl="auto") is None
+    assert kernels.fused_overlap_loss(p, p, "ciou", impl="auto") is None
 
 
 def test_mpdiou_img_size_requiring_grad():
@@ -404,41 +413,6 @@ def test_mpdiou_img_size_requiring_grad():
     assert size.grad is not None and torch.isfinite(size.grad).all() and (size.grad != 0).all()
     with pytest.raises(RuntimeError, match="img_size"):
         mpdiou_loss(pred, target, img_size=size, impl="fused")
-
-
-def test_fallback_without_compiler(monkeypatch, tmp_path):
-    """No compiler: the library warns once and is None, "auto" uses the reference path with the same numbers,
-    "fused" raises a RuntimeError saying why."""
-    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=17)
-    expected = siou_loss(pred, target, impl="reference")
-    saved = _cpu_newer.library()
-    monkeypatch.setenv("CXX", "/nonexistent/c++")
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    try:
-        with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
-            _cpu_newer.build()
-        _cpu_newer._reset_for_tests()
-        with pytest.warns(RuntimeWarning, match="newer losses unavailable"):
-            assert siou_loss(pred, target) is not None
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # warned once only
-            torch.testing.assert_close(siou_loss(pred, target), expected, rtol=0, atol=0)
-        with pytest.raises(RuntimeError, match="impl=\"fused\" cannot run"):
-            siou_loss(pred, target, impl="fused")
-    finally:
-        _cpu_newer._reset_for_tests(saved, tried=True)
-
-
-def test_disable_by_environment(monkeypatch):
-    saved = _cpu_newer.library()
-    monkeypatch.setenv("BOXLOSS_CPU_KERNELS", "0")
-    try:
-        _cpu_newer._reset_for_tests()
-        assert _cpu_newer.library() is None
-        pred, target = overlapping_pairs(10, dtype=torch.float32, seed=25)
-        assert torch.isfinite(eiou_loss(pred, target)).all()  # auto: the reference path
-    finally:
-        _cpu_newer._reset_for_tests(saved, tried=True)
 
 
 # ---------------------------------------------------------------- Wise-IoU v3's running mean
@@ -484,12 +458,13 @@ def test_wiou_v3_module_state_matches_reference():
 def test_compile_fullgraph_default_impl(name, kw):
     torch._dynamo.reset()
     pred, target = overlapping_pairs(32, dtype=torch.float32, seed=18)
+    # compiled: the custom ops of kernels/ops.py (test_kernel_ops.py checks that they run the kernels)
     compiled = torch.compile(lambda p, t: FNS[name](p, t, **kw), fullgraph=True, backend="eager")
     p = pred.clone().requires_grad_(True)
     loss = compiled(p, target)
     loss.backward()
     q = pred.clone().requires_grad_(True)
-    ref = FNS[name](q, target, **kw)  # eager: the fused kernels
+    ref = FNS[name](q, target, **kw)  # eager: the fused kernels (autograd.Function)
     ref.backward()
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-8)

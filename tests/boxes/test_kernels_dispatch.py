@@ -1,28 +1,32 @@
-"""The fused CPU path of the IoU-family losses against the reference path (the specification).
+"""The core IoU-family losses (IoU, GIoU, DIoU, CIoU) and Smooth L1 / L1 through the fused dispatch
+(boxloss/boxes/kernels/__init__.py) and the C++ kernels, against the reference path (the specification).
 
-Values and gradients agree within 1e-6 (fp32, normwise: |fused - ref| <= 1e-6 * max|ref| per tensor;
-gradients to fp16/bf16 inputs within one ulp of that dtype) on
-random, disjoint and degenerate boxes in every format; gradcheck in fp64 through the fused kernels; every
-numerics-policy case of docs/architecture.md ("Numerics policy"); dispatch and fallback; torch.compile(fullgraph=True).
+Values and gradients agree within 1e-6 in fp32 and 1e-12 in fp64 (normwise: |fused - ref| <= tol * max|ref|
+per tensor; gradients to fp16/bf16 inputs within one ulp of that dtype) on random, disjoint, identical and
+degenerate boxes in every format; gradcheck in fp64 through the fused kernels; every numerics-policy case
+of docs/architecture.md ("Numerics policy"); impl selection and the default impl; the fallback to the
+reference path without a compiler, after a failed build and with BOXLOSS_CPU_KERNELS=0 (for the core and
+the newer losses and Smooth L1: one library serves them all); torch.compile(fullgraph=True).
+
+The launchers themselves (every kind, flag and variant), the library's build, cache and compile
+announcement are tested in test_kernels_cpu.py; the newer losses' dispatch in test_kernels_dispatch_newer.py.
 """
 
-import logging
-import os
 import re
-import sys
 import warnings
 
 import pytest
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, get_box_loss, giou_loss, iou_loss
-from boxloss.boxes import fused
-from boxloss.boxes.fused import _cpu
+import boxloss.boxes
+from boxloss.boxes import ciou_loss, diou_loss, eiou_loss, get_box_loss, giou_loss, iou_loss, siou_loss, smooth_l1_loss
+from boxloss.boxes import kernels
+from boxloss.boxes.kernels import backends, cpu
 
 from box_cases import overlapping_pairs, random_boxes
-from fused_agreement import assert_close_scaled, assert_fused_agrees, run_loss
+from fused_agreement import assert_close_scaled, assert_fused_agrees
 
-pytestmark = pytest.mark.skipif(not fused.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
+pytestmark = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
 
 FNS = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
 VARIANTS = [
@@ -45,10 +49,6 @@ def _to_fmt(xyxy, fmt):
     from boxloss.boxes import box_convert
 
     return box_convert(xyxy, "xyxy", fmt)
-
-
-def _run(name, kw, pred, target, impl, **extra):
-    return run_loss(FNS[name], pred, target, impl, **kw, **extra)
 
 
 _close = assert_close_scaled
@@ -228,124 +228,139 @@ def test_gradient_only_where_needed():
 # ---------------------------------------------------------------- dispatch and fallback
 
 
-def test_impl_selection_and_default(monkeypatch):
-    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=15)
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """Records each call of the C++ backend's box-loss forward launcher (and runs it)."""
     calls = []
-    real = fused._cpu_forward
-    monkeypatch.setattr(fused, "_cpu_forward", lambda *a: calls.append(1) or real(*a))
+    module = backends.cpu()
+    real = module.box_loss_forward
+    monkeypatch.setattr(module, "box_loss_forward", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_impl_selection_and_default(forward_calls):
+    calls = forward_calls
+    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=15)
+    assert kernels.IMPLS == ("auto", "fused", "reference") and kernels.get_default_impl() == "auto"
+    assert boxloss.boxes.set_default_impl is kernels.set_default_impl  # the public names are the dispatch's
+    assert boxloss.boxes.get_default_impl is kernels.get_default_impl
     ciou_loss(pred, target, impl="reference")
     assert calls == []
     ciou_loss(pred, target)  # default "auto" -> fused on CPU
     assert calls == [1]
-    previous = fused.set_default_impl("reference")
+    ciou_loss(pred.clone().requires_grad_(True), target, impl="auto")  # with autograd: the same launcher
+    assert calls == [1, 1]
+    previous = kernels.set_default_impl("reference")
     try:
-        assert fused.get_default_impl() == "reference"
+        assert previous == "auto" and kernels.get_default_impl() == "reference"
         ciou_loss(pred, target)
-        assert calls == [1]
-        ciou_loss(pred, target, impl="fused")
         assert calls == [1, 1]
+        ciou_loss(pred, target, impl="fused")
+        assert calls == [1, 1, 1]
+        assert kernels.set_default_impl("fused") == "reference"
+        ciou_loss(pred, target)
+        assert calls == [1, 1, 1, 1]
     finally:
-        fused.set_default_impl(previous)
+        kernels.set_default_impl(previous)
+    assert kernels.get_default_impl() == "auto"
     with pytest.raises(ValueError, match="impl"):
         ciou_loss(pred, target, impl="triton")
     with pytest.raises(ValueError, match="impl"):
-        fused.set_default_impl("fast")
+        kernels.set_default_impl("fast")
+    assert kernels.get_default_impl() == "auto"
 
 
-def test_registry_passes_impl_and_grad_mode():
+def test_registry_passes_impl_and_grad_mode(forward_calls):
     pred, target = overlapping_pairs(20, dtype=torch.float32, seed=16)
     a = get_box_loss("ciou", impl="reference")(pred, target)
+    assert forward_calls == []
     b = get_box_loss("ciou", impl="fused", grad_mode="paper")(pred, target)
+    assert forward_calls == [1]
     torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    # grad_mode reaches the loss: the reference has no "paper" gradient, and the fused one is the paper's
+    with pytest.raises(ValueError, match="grad_mode"):
+        get_box_loss("ciou", impl="reference", grad_mode="paper")(pred, target)
+    grads = {}
+    for mode in ("exact", "paper"):
+        p = pred.clone().requires_grad_(True)
+        get_box_loss("ciou", grad_mode=mode)(p, target).backward()
+        q = pred.clone().requires_grad_(True)
+        ciou_loss(q, target, grad_mode=mode, impl="fused").backward()
+        assert torch.equal(p.grad, q.grad), mode
+        grads[mode] = p.grad
+    assert not torch.allclose(grads["exact"], grads["paper"])
 
 
-def test_fallback_without_compiler(monkeypatch, tmp_path):
-    """No compiler: build() raises, library() warns once and returns None, "auto" uses the reference
-    path and gives the same numbers, "fused" raises a RuntimeError saying why."""
-    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=17)
-    expected = ciou_loss(pred, target, impl="reference")
-    saved = _cpu.library()
-    monkeypatch.setenv("CXX", "/nonexistent/c++")
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    try:
-        with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
-            _cpu.build()
-        _cpu._reset_for_tests()
-        with pytest.warns(RuntimeWarning, match="reference"):
-            assert ciou_loss(pred, target) is not None
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # warned once only
-            torch.testing.assert_close(ciou_loss(pred, target), expected, rtol=0, atol=0)
-        with pytest.raises(RuntimeError, match="impl=\"fused\" cannot run"):
-            ciou_loss(pred, target, impl="fused")
-        assert not fused.cpu_kernels_available()
-    finally:
-        _cpu._reset_for_tests(saved, tried=True)
-
-
-def test_failed_build_falls_back(monkeypatch, tmp_path):
-    """A compiler that fails (here: `false`) is reported, not crashed on."""
-    monkeypatch.setenv("CXX", "false")
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    with pytest.raises(RuntimeError, match="building the boxloss CPU kernels failed"):
-        _cpu.build()
+# every fused-kernel family on the one library: a core loss, a newer loss, Smooth L1
+FALLBACK_LOSSES = {"ciou": ciou_loss, "siou": siou_loss, "eiou": eiou_loss, "smooth_l1": smooth_l1_loss}
 
 
 @pytest.fixture
-def fake_compiler(monkeypatch, tmp_path):
-    """A compile that only writes an empty file (nothing is compiled), into tmp_path; returns its targets."""
-    compiled = []
+def library_state():
+    """Restores the loaded library (and that it was tried) after a test that resets it."""
+    saved = cpu.library()
+    yield
+    cpu._reset_for_tests(saved, tried=True)
 
-    def compile_(cxx, target, flags, source):
-        compiled.append(target)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        open(target, "wb").close()
 
-    monkeypatch.setattr(_cpu, "_compile", compile_)
-    monkeypatch.setattr(_cpu, "_announced", set())  # this process has announced nothing yet
+def _assert_falls_back(pred, target, expected, warning):
+    """The library is gone: the first fused call warns once (``warning``; None: it must not warn) and uses
+    the reference path; after it, "auto" gives the reference's numbers silently and "fused" raises saying
+    why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = ciou_loss(pred, target, reduction="none")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if warning is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and re.search(warning, messages[0]), messages
+    torch.testing.assert_close(first, expected["ciou"], rtol=0, atol=0)
+    assert not kernels.cpu_kernels_available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once only
+        for name, fn in FALLBACK_LOSSES.items():
+            torch.testing.assert_close(fn(pred, target, reduction="none"), expected[name], rtol=0, atol=0)
+            p = pred.clone().requires_grad_(True)
+            fn(p, target).backward()  # through the reference path's autograd
+            assert torch.isfinite(p.grad).all()
+            with pytest.raises(RuntimeError, match='impl="fused" cannot run: the CPU kernel library could not be'):
+                fn(pred, target, impl="fused")
+
+
+def _references(pred, target):
+    return {name: fn(pred, target, reduction="none", impl="reference") for name, fn in FALLBACK_LOSSES.items()}
+
+
+def test_fallback_without_compiler(monkeypatch, tmp_path, library_state):
+    """No compiler: the library warns once and is None, "auto" uses the reference path and gives the same
+    numbers, "fused" raises a RuntimeError saying why -- for the core losses, the newer ones and Smooth L1."""
+    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=17)
+    expected = _references(pred, target)
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    monkeypatch.setenv("CXX", sys.executable)  # a program that exists; never run
-    return compiled
+    cpu._reset_for_tests()
+    _assert_falls_back(pred, target, expected,
+                       "fused CPU kernels unavailable, using the reference .* no C\\+\\+ compiler")
 
 
-def _build_test_library(force=False):
-    return _cpu.build(force, source="// a test library", name="boxloss_test", loader=lambda path: ("lib", path))
+def test_failed_build_falls_back(monkeypatch, tmp_path, library_state):
+    """A compiler that fails (here: `false`) is reported, not crashed on: the same fallback."""
+    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=17)
+    expected = _references(pred, target)
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    cpu._reset_for_tests()
+    _assert_falls_back(pred, target, expected, "building the boxloss CPU kernels failed")
 
 
-def test_a_compile_is_announced_once_per_process_with_its_time(fake_compiler, tmp_path, caplog):
-    """The first call of a fused loss compiles for 15-30 s: one line says so when it starts (what, where,
-    how long, cached), one when it ends (its time); a cached load, and a second compile in the same
-    process, say nothing."""
-    with caplog.at_level(logging.INFO, logger="boxloss.boxes.fused"):
-        lib = _build_test_library()
-        assert _build_test_library() == lib  # cached: loaded, not compiled
-        _build_test_library(force=True)  # compiled again, not announced again
-    assert len(fake_compiler) == 2 and lib == ("lib", fake_compiler[0])
-    messages = [r.getMessage() for r in caplog.records if r.name == "boxloss.boxes.fused"]
-    assert len(messages) == 2, messages
-    folder = os.path.join(os.path.realpath(tmp_path), "boxloss_test")
-    assert messages[0] == (f"boxloss: compiling the fused CPU kernels boxloss_test with {sys.executable} into {folder} "
-                           f"(~15-30 s, once: later runs load the cached library) ...")
-    assert re.fullmatch(r"boxloss: compiled boxloss_test in \d+\.\d s", messages[1]), messages[1]
-
-
-def test_without_logging_configured_the_compile_is_printed(fake_compiler, monkeypatch, capsys):
-    monkeypatch.setattr(_cpu, "_log", logging.Logger("unconfigured"))  # no handlers anywhere
-    _build_test_library()
-    _build_test_library(force=True)
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("boxloss: compiling the fused CPU kernels boxloss_test with ")
-    assert lines[1].startswith("boxloss: compiled boxloss_test in ")
-
-
-def test_disable_by_environment(monkeypatch):
-    saved = _cpu.library()
+def test_disable_by_environment(monkeypatch, library_state):
+    """BOXLOSS_CPU_KERNELS=0: no library (and no warning), "auto" uses the reference path, "fused" raises."""
+    pred, target = overlapping_pairs(20, dtype=torch.float32, seed=25)
+    expected = _references(pred, target)
     monkeypatch.setenv("BOXLOSS_CPU_KERNELS", "0")
-    try:
-        _cpu._reset_for_tests()
-        assert _cpu.library() is None
-    finally:
-        _cpu._reset_for_tests(saved, tried=True)
+    cpu._reset_for_tests()
+    _assert_falls_back(pred, target, expected, None)
 
 
 # ---------------------------------------------------------------- torch.compile
@@ -357,12 +372,13 @@ def test_compile_fullgraph_default_impl(variant):
     torch._dynamo.reset()
     pred, target = overlapping_pairs(32, dtype=torch.float32, seed=18)
 
+    # compiled: the custom ops of kernels/ops.py (test_kernel_ops.py checks that they run the kernels)
     compiled = torch.compile(lambda p, t: FNS[name](p, t, **kw), fullgraph=True, backend="eager")
     p = pred.clone().requires_grad_(True)
     loss = compiled(p, target)
     loss.backward()
     q = pred.clone().requires_grad_(True)
-    ref = FNS[name](q, target, **kw)  # eager: the fused kernels
+    ref = FNS[name](q, target, **kw)  # eager: the fused kernels (autograd.Function)
     ref.backward()
     torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-8)
@@ -388,8 +404,6 @@ def test_compile_fullgraph_aot_eager():
 @pytest.mark.parametrize("beta", [0.0, 0.1, 1.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_smooth_l1_agrees_with_reference(beta, dtype):
-    from boxloss.boxes import smooth_l1_loss
-
     g = torch.Generator().manual_seed(21)
     pred = torch.randn(500, 4, generator=g, dtype=torch.float64)
     target = pred + torch.randn(500, 4, generator=g, dtype=torch.float64) * torch.rand(500, 1, generator=g, dtype=torch.float64)
@@ -410,7 +424,7 @@ def test_smooth_l1_agrees_with_reference(beta, dtype):
 
 
 def test_smooth_l1_broadcast_empty_gradcheck_compile():
-    from boxloss.boxes import l1_loss, smooth_l1_loss
+    from boxloss.boxes import l1_loss
 
     g = torch.Generator().manual_seed(22)
     pred = torch.randn(3, 10, 4, generator=g, dtype=torch.float64, requires_grad=True)

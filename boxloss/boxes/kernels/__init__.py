@@ -1,0 +1,197 @@
+"""Fused forward+backward kernels of the box losses, and the dispatch between implementations.
+
+One geometry core per backend -- C++ on CPU (``cpu/``: ``geometry.h``, ``terms.h``, ``box_losses.h``,
+``kernels.cpp``, built on first use by ``cpu.py``), Triton on CUDA (``triton_geometry.py``,
+``triton_losses.py``) -- on which every IoU-family loss is a small head (``kinds.py`` lists them), plus
+Smooth L1 on CPU. Every loss takes ``impl=``:
+
+- ``"auto"`` (the default, see ``set_default_impl``): the fused kernel where one applies -- CPU tensors
+  (fp32/fp64 compute) when the C++ library builds, CUDA tensors with fp32 compute when Triton is
+  installed and compiles -- and the reference (eager torch) path otherwise (a failed build or Triton
+  compilation warns once);
+- ``"fused"``: the fused kernel, or a RuntimeError saying why it cannot run;
+- ``"reference"``: the eager torch formulas (the specification).
+
+Under ``torch.compile`` the fused kernels are the custom ops of ``ops.py`` (a fake implementation for
+tracing, the backward registered as autograd), so a compiled model keeps them: no graph break, no
+fallback to the reference. In eager mode the same kernels run through ``functions.py``'s
+``autograd.Function`` wrappers, which cost less per call.
+
+Same numerics on every path: compute in fp32 (fp64 stays fp64), loss in the compute dtype, gradients
+reach the inputs in their own dtype; one pass forward saving only the inputs, one pass backward
+writing only the gradients needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._checks import broadcast_shape, check_choice, check_tensor, compute_dtype
+from ..formats import BOX_FORMATS
+from . import backends, functions, ops
+from .kinds import ALPHA_GATED, FMTS, KINDS, PAPER_GRAD, PER_BOX_EXTRA, variant_of
+
+IMPLS = ("auto", "fused", "reference")
+GRAD_MODES = ("exact", "paper")
+_IOU_MODES = {"linear": "iou", "square": "iou_square", "log": "iou_log"}
+_default_impl = "auto"
+pow_mode = variant_of  # the name the newer losses' modules use
+
+
+def set_default_impl(impl: str) -> str:
+    """Set the implementation used when a loss is called with ``impl=None``; returns the previous one."""
+    global _default_impl
+    check_choice("impl", impl, IMPLS)
+    previous, _default_impl = _default_impl, impl
+    return previous
+
+
+def get_default_impl() -> str:
+    """The implementation used when a loss is called with ``impl=None`` ("auto" unless changed)."""
+    return _default_impl
+
+
+def cpu_kernels_available() -> bool:
+    """True if the fused CPU kernel library is built and loaded (builds it on first call)."""
+    return backends.cpu().library() is not None
+
+
+def _unavailable(impl: str, why: str):
+    if impl == "fused":
+        raise RuntimeError(f'impl="fused" cannot run: {why}; use impl="auto" to fall back to the reference path')
+    return None
+
+
+def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, torch.Size]:
+    """Cast to the compute dtype, broadcast, and view as [N, 4] contiguous (copies only when needed)."""
+    # torch.broadcast_shapes costs ~30 us: skip it in the common case of equal shapes
+    shape = pred.shape if pred.shape == target.shape else broadcast_shape(pred, target, ("pred", "target"))
+    p, t = pred.to(dtype), target.to(dtype)
+    if p.shape != shape:
+        p = p.expand(shape)
+    if t.shape != shape:
+        t = t.expand(shape)
+    return p.reshape(-1, 4).contiguous(), t.reshape(-1, 4).contiguous(), shape[:-1]
+
+
+def _extra_tensor(extra, kind: int, batch: torch.Size, dtype, device, impl: str):
+    """The kernels' extra input: ``[N]`` for kinds that read it per box, ``[1]`` otherwise; None (with
+    impl="auto") where the kernels cannot take it."""
+    if isinstance(extra, Tensor):
+        if extra.requires_grad and torch.is_grad_enabled():
+            return _unavailable(impl, "the fused kernels do not differentiate their extra input (img_size)")
+        try:
+            same = torch.broadcast_shapes(extra.shape, batch) == batch
+        except RuntimeError:
+            same = False  # the reference path raises its own error
+        if not same:
+            return _unavailable(impl, f"the extra input of shape {list(extra.shape)} broadcasts the boxes' batch "
+                                      f"shape {list(batch)} to a larger one")
+        ex = extra.detach().to(device=device, dtype=dtype)
+    else:
+        # torch.full, not torch.tensor: on CUDA torch.tensor(x, device=...) is a host-to-device copy that
+        # synchronises the stream on every call; torch.full is a fill kernel
+        ex = torch.full((), 0.0 if extra is None else float(extra), dtype=dtype, device=device)
+    return ex.expand(batch).reshape(-1).contiguous() if kind in PER_BOX_EXTRA else ex.reshape(1)
+
+
+def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy", eps: float = 1e-7, variant: int = 0,
+                   flags: int = 0, p0: float = 0.0, p1: float = 0.0, p2: float = 0.0, extra=None,
+                   impl: str | None = None) -> Tensor | None:
+    """Per-box loss ``[...]`` of the IoU-family loss ``kind`` (a key of ``kinds.KINDS``) through the fused
+    path, or None where the caller should use the reference path (impl="reference", or no fused kernel for
+    these tensors with impl="auto"). Loss-specific arguments are checked by the caller; ``variant``,
+    ``flags``, ``p0..p2`` and ``extra`` are as in ``kinds.py`` (``extra``: a float, or a tensor
+    broadcastable to the batch shape that does not require grad)."""
+    impl = _default_impl if impl is None else impl
+    check_choice("impl", impl, IMPLS)
+    if impl == "reference":
+        return None
+    check_tensor("pred", pred, last_dim=4)
+    check_tensor("target", target, last_dim=4)
+    check_choice("fmt", fmt, BOX_FORMATS)
+    device = pred.device
+    if target.device != device:
+        return _unavailable(impl, f"pred is on {device} and target on {target.device}")
+    dtype = compute_dtype(pred, target)
+    why = backends.why_unavailable(device.type, dtype, backends.TRITON_ON_CPU)
+    if why is not None:
+        return _unavailable(impl, why)
+    code = KINDS[kind]
+    p, t, batch = _flat_pair(pred, target, dtype)
+    ex = _extra_tensor(extra, code, batch, dtype, device, impl)
+    if ex is None:
+        return None
+    cfg = (code, FMTS[fmt], int(variant), int(flags), float(eps), float(p0), float(p1), float(p2))
+    if torch.compiler.is_compiling():
+        return ops.box_loss(p, t, ex, *cfg).view(batch)
+    try:
+        if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
+            out = functions.BoxLoss.apply(p, t, ex, cfg)
+        else:
+            out = backends.for_tensor(p).box_loss_forward(*cfg, p, t, ex)
+    except Exception as e:  # noqa: BLE001 -- e.g. Triton cannot compile for this GPU / driver
+        if impl == "fused" or not backends.uses_triton(device):
+            raise
+        backends.triton().mark_broken(e)
+        return None
+    return out.view(batch)
+
+
+def fused_overlap_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy", eps: float = 1e-7,
+                       mode: str = "linear", alpha_mode: str = "constant", grad_mode: str = "exact",
+                       impl: str | None = None) -> Tensor | None:
+    """``fused_box_loss`` for IoU / GIoU / DIoU / CIoU with their options (``iou_losses.py``): ``mode``
+    of IoU ("linear", "square", "log"), CIoU's ``alpha_mode`` ("constant" / "gated") and ``grad_mode``
+    ("exact" / "paper")."""
+    check_choice("grad_mode", grad_mode, GRAD_MODES)
+    flags = (ALPHA_GATED if alpha_mode == "gated" else 0) | (PAPER_GRAD if grad_mode == "paper" else 0)
+    return fused_box_loss(pred, target, _IOU_MODES[mode] if kind == "iou" else kind, fmt=fmt, eps=eps, flags=flags,
+                          impl=impl)
+
+
+def fused_newer_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy", eps: float = 1e-7, p0: float = 0.0,
+                     p1: float = 0.0, p2: float = 0.0, pmode: int = 0, extra=None, impl: str | None = None) -> Tensor | None:
+    """``fused_box_loss`` with the newer losses' argument names (``pmode`` is the exponent variant)."""
+    return fused_box_loss(pred, target, kind, fmt=fmt, eps=eps, variant=pmode, p0=p0, p1=p1, p2=p2, extra=extra,
+                          impl=impl)
+
+
+def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | None = None) -> Tensor | None:
+    """Element-wise Smooth L1 (unreduced, broadcast shape) through the fused CPU kernel, or None where the
+    caller should use the reference path (impl="reference", non-CPU tensors with "auto"). Arguments are
+    checked by the caller (``smooth_l1.smooth_l1_loss``)."""
+    impl = _default_impl if impl is None else impl
+    check_choice("impl", impl, IMPLS)
+    if impl == "reference":
+        return None
+    if pred.device.type != "cpu" or target.device.type != "cpu":
+        return _unavailable(impl, "the fused Smooth L1 kernel runs on CPU only (CUDA uses the reference path)")
+    dtype = compute_dtype(pred, target)
+    why = backends.why_unavailable("cpu", dtype)
+    if why is not None:
+        return _unavailable(impl, why)
+    shape = pred.shape if pred.shape == target.shape else broadcast_shape(pred, target, ("pred", "target"))
+    p, t = pred.to(dtype), target.to(dtype)
+    p = (p if p.shape == shape else p.expand(shape)).reshape(-1).contiguous()
+    t = (t if t.shape == shape else t.expand(shape)).reshape(-1).contiguous()
+    if torch.compiler.is_compiling():
+        return ops.smooth_l1(p, t, float(beta)).view(shape)
+    if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
+        return functions.SmoothL1.apply(p, t, float(beta)).view(shape)
+    return backends.cpu().smooth_l1_forward(p, t, float(beta)).view(shape)
+
+
+__all__ = [
+    "GRAD_MODES",
+    "IMPLS",
+    "cpu_kernels_available",
+    "fused_box_loss",
+    "fused_newer_loss",
+    "fused_overlap_loss",
+    "fused_smooth_l1",
+    "get_default_impl",
+    "pow_mode",
+    "set_default_impl",
+]

@@ -1,0 +1,350 @@
+"""The fused CPU kernels: build, cache and load the C++ library (``cpu/``), and launch it on torch tensors.
+
+The library is one source file, ``cpu/kernels.cpp``, over the headers of the same folder
+(``vecmath.h``, ``geometry.h``, ``terms.h``, ``box_losses.h``; the C ABI in ``abi.h``), shipped as
+package data. It is compiled on first use with the C++ compiler in ``$CXX`` (default ``c++``), as two
+halves in parallel (``-DBL_PART=0`` and ``1``, see kernels.cpp) linked into one shared library, and
+cached under the torch extensions directory (``$TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``) in a folder named after a hash of every source file, the compiler, the
+flags and the CPU, so later processes load it in milliseconds. Flags are tried in turn: with
+``-march=native``, without it, without OpenMP (serial loops, still fused). The library is loaded with
+ctypes (no torch headers) and refused unless its ``bl_abi_version()`` is ``ABI_VERSION``.
+
+A compile is announced, once per process, with one line when it starts (what, where, that it happens
+once and is then cached) and one when it ends (with its time): through the ``boxloss.boxes.kernels``
+logger at INFO where the application has configured logging, otherwise printed to stderr. Loading a
+cached library says nothing. If there is no compiler or the build fails, ``library()`` returns None
+and warns once; ``BOXLOSS_CPU_KERNELS=0`` disables the library.
+
+Launchers (torch tensors in, torch tensors out), the interface the rest of boxloss uses:
+
+- ``box_loss_forward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra) -> loss [N]``
+- ``box_loss_backward(..., p, t, extra, grad, need_p, need_t) -> (grad_p | None, grad_t | None)``
+- ``smooth_l1_forward(p, t, beta)``, ``smooth_l1_backward(p, t, beta, grad, need_p, need_t)``
+
+``p``, ``t``: ``[N, 4]`` contiguous float32 / float64 CPU boxes (Smooth L1: any contiguous shape);
+``extra``: ``[N]`` or ``[1]`` in their dtype (None for kinds that do not read it); ``grad``: ``[N]``
+with stride 1, or an expanded scalar (stride 0, never materialised). Codes as in ``kinds.py``. A bad
+argument raises ValueError, a nonzero return code of the library RuntimeError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE_DIR = Path(__file__).resolve().parent / "cpu"
+NAME = "boxloss_kernels"
+ABI_VERSION = 1
+
+_V, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+# The C ABI of cpu/abi.h, declared once: function -> (restype, argtypes). tests/boxes/test_kernels_cpu.py
+# checks this table against abi.h's prototypes.
+ABI = {
+    "bl_abi_version": (_INT, ()),
+    # dtype kind fmt variant flags eps p0 p1 p2 n p t extra extra_stride gout gstride out gp gt nthreads
+    "bl_box_loss": (_INT, (_INT, _INT, _INT, _INT, _INT, _DBL, _DBL, _DBL, _DBL, _I64, _V, _V, _V, _I64, _V, _I64,
+                           _V, _V, _V, _INT)),
+    # dtype n p t beta gout gstride out gp gt nthreads
+    "bl_smooth_l1": (_INT, (_INT, _I64, _V, _V, _DBL, _V, _I64, _V, _V, _V, _INT)),
+}
+# the return codes of abi.h
+ERRORS = {1: "bad dtype", 2: "bad kind", 3: "bad box format", 4: "bad variant for this kind",
+          5: "bad flags for this kind", 6: "bad stride", 7: "missing pointer", 8: "bad size", 9: "out of memory"}
+
+_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"]
+_NATIVE = ["-march=native"]
+_DTYPES = {torch.float32: 0, torch.float64: 1}
+_log = logging.getLogger("boxloss.boxes.kernels")
+_announced = False  # whether this process has announced a compile
+
+
+# ---------------------------------------------------------------- build, cache, load
+
+
+def source_files() -> list[Path]:
+    """Every source file of the library (what the cache key hashes and the package data ships)."""
+    return sorted(p for p in SOURCE_DIR.iterdir() if p.suffix in (".h", ".cpp"))
+
+
+def _cpu_fingerprint() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.machine() + platform.processor()
+
+
+def build_dir() -> str:
+    # torch.utils.cpp_extension.get_default_build_root() without importing that module (it probes for CUDA
+    # and logs a warning on CPU-only machines)
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch_extensions"
+    )
+    return os.path.join(os.path.realpath(root), NAME)
+
+
+def _cache_key(cxx: str, flags: list[str]) -> str:
+    h = hashlib.sha256()
+    for path in source_files():
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update("\n".join([cxx, " ".join(flags), _cpu_fingerprint()]).encode())
+    return h.hexdigest()[:16]
+
+
+def _compile(cxx: str, target: str, flags: list[str]) -> None:
+    """Compile kernels.cpp into `target` atomically (concurrent processes may race; the last rename wins).
+
+    Its two parts (BL_PART 0: float kernels, Smooth L1 and the ABI; 1: double kernels) are compiled in
+    parallel, then linked: the first build waits for the longer part only."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    source = str(SOURCE_DIR / "kernels.cpp")
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
+        objects = [os.path.join(tmp, f"part{part}.o") for part in (0, 1)]
+        cmds = [[cxx, *[f for f in flags if f != "-shared"], "-c", f"-DBL_PART={part}", "-I", str(SOURCE_DIR),
+                 source, "-o", obj] for part, obj in enumerate(objects)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in cmds]
+        try:
+            deadline = time.monotonic() + 600
+            for cmd, proc in zip(cmds, procs):
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+                if proc.returncode:
+                    raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        library = os.path.join(tmp, f"lib{NAME}.so")
+        subprocess.run([cxx, *flags, *objects, "-o", library], check=True, capture_output=True, text=True, timeout=120)
+        os.replace(library, target)
+
+
+def _load(path: str):
+    lib = ctypes.CDLL(path)
+    for name, (restype, argtypes) in ABI.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, list(argtypes)
+    version = lib.bl_abi_version()
+    if version != ABI_VERSION:
+        raise OSError(f"{path} has ABI version {version}, expected {ABI_VERSION}")
+    return lib
+
+
+def _announce(message: str) -> None:
+    """One line to the user: logged at INFO where logging is configured, else printed to stderr."""
+    if _log.hasHandlers():
+        _log.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def build(force: bool = False):
+    """Compile (unless cached) and load the library; return the ctypes handle. Raises RuntimeError saying
+    why when there is no compiler or every flag set fails (with the compiler's messages)."""
+    global _announced
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler found (looked for {cxx!r}; set $CXX)")
+    errors = []
+    started = None  # perf_counter of the announced compile
+    no_openmp = [f for f in _FLAGS if f != "-fopenmp"]  # e.g. Apple clang
+    for flags in (_FLAGS + _NATIVE, _FLAGS, no_openmp):
+        target = os.path.join(build_dir(), _cache_key(cxx, flags), f"lib{NAME}.so")
+        try:
+            if force or not os.path.exists(target):
+                if not _announced:
+                    _announced = True
+                    started = time.perf_counter()
+                    _announce(f"boxloss: compiling the fused CPU kernels {NAME} with {cxx} into {build_dir()} "
+                              f"(~20-40 s, once: later runs load the cached library) ...")
+                _compile(cxx, target, flags)
+            lib = _load(target)
+            if started is not None:
+                _announce(f"boxloss: compiled {NAME} in {time.perf_counter() - started:.1f} s")
+            return lib
+        except (OSError, AttributeError, subprocess.SubprocessError) as e:
+            detail = getattr(e, "stderr", "") or ""
+            errors.append(f"{' '.join(flags)}: {e} {detail[-2000:]}")
+    raise RuntimeError(f"building the boxloss CPU kernels failed ({NAME}):\n" + "\n".join(errors))
+
+
+class LazyLibrary:
+    """The library, built and loaded on first use, once per process (thread-safe); None when it cannot
+    be built (warns once) or when ``BOXLOSS_CPU_KERNELS=0``."""
+
+    def __init__(self, build_fn, what: str):
+        self._build, self._what = build_fn, what
+        self._lock = threading.Lock()
+        self.lib, self.tried = None, False
+
+    def get(self):
+        if self.tried:
+            return self.lib
+        with self._lock:
+            if not self.tried:
+                self.lib = None
+                if os.environ.get("BOXLOSS_CPU_KERNELS", "1") != "0":
+                    try:
+                        self.lib = self._build()
+                    except Exception as e:  # noqa: BLE001 -- any failure means: no fused CPU kernels
+                        warnings.warn(f"boxloss: {self._what} unavailable, using the reference (eager torch) "
+                                      f"path. {e}", RuntimeWarning, stacklevel=4)
+                self.tried = True
+        return self.lib
+
+    def reset(self, lib=None, tried: bool = False) -> None:
+        """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
+        self.lib, self.tried = lib, tried
+
+
+_LIBRARY = LazyLibrary(lambda: build(), "fused CPU kernels")
+
+
+def library():
+    """The loaded library, or None (no compiler, build failed, or BOXLOSS_CPU_KERNELS=0)."""
+    return _LIBRARY.get()
+
+
+def _reset_for_tests(lib=None, tried: bool = False) -> None:
+    _LIBRARY.reset(lib, tried)
+
+
+# ---------------------------------------------------------------- launchers
+
+
+def _lib():
+    lib = _LIBRARY.get()
+    if lib is None:
+        raise RuntimeError("the boxloss CPU kernel library is not available (no C++ compiler, a failed build: "
+                           "see the earlier warning, or BOXLOSS_CPU_KERNELS=0)")
+    return lib
+
+
+def _check_rc(rc: int, what: str) -> None:
+    if rc != 0:
+        raise RuntimeError(f"boxloss CPU kernel {what} failed: {ERRORS.get(rc, 'unknown error')} (code {rc})")
+
+
+def _dtype_code(p: Tensor, t: Tensor, boxes: bool) -> int:
+    """The dtype code of a checked pair: same dtype (float32/float64), CPU, contiguous, same shape ([N, 4])."""
+    # (the cheap tensor properties: this runs on every call, ~0.6 us)
+    code, shape = _DTYPES.get(p.dtype), p.shape
+    if (code is None or t.dtype != p.dtype or not p.is_cpu or not t.is_cpu or t.shape != shape
+            or (boxes and (len(shape) != 2 or shape[1] != 4)) or not p.is_contiguous() or not t.is_contiguous()):
+        want = "[N, 4]" if boxes else "same-shape"
+        raise ValueError(f"the CPU kernels take {want} contiguous float32/float64 CPU tensors of one dtype, got "
+                         f"{p.dtype} {list(p.shape)} on {p.device} and {t.dtype} {list(t.shape)} on {t.device}")
+    return code
+
+
+def _per_box(x: Tensor, n: int, dtype: torch.dtype, name: str) -> tuple[Tensor, int]:
+    """`x` as the kernels read it: `dtype`, n values with stride 1, or one value (stride 0)."""
+    if x.dtype != dtype or not x.is_cpu:
+        x = x.to(device="cpu", dtype=dtype)
+    if x.dim() != 1:
+        x = x.reshape(-1)
+    m = x.numel()
+    if m == 1:
+        return x, 0
+    if m != n:
+        raise ValueError(f"{name} must have {n} values (one per box) or one, got shape {list(x.shape)}")
+    stride = x.stride(0)
+    if stride == 0:  # an expanded scalar: read once, never materialised
+        return x, 0
+    return (x if stride == 1 else x.contiguous()), 1
+
+
+def box_loss_forward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
+                     p: Tensor, t: Tensor, extra: Tensor | None) -> Tensor:
+    """Per-box loss ``[N]`` of the IoU-family loss ``kind`` (codes of ``kinds.py``)."""
+    dtype = _dtype_code(p, t, True)
+    n = p.shape[0]
+    out = torch.empty(n, dtype=p.dtype)
+    if n == 0:
+        return out
+    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
+    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
+                            None if ex is None else ex.data_ptr(), exs, None, 0, out.data_ptr(), None, None,
+                            torch.get_num_threads())
+    _check_rc(rc, "forward")
+    return out
+
+
+def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
+                      p: Tensor, t: Tensor, extra: Tensor | None, grad: Tensor, need_p: bool,
+                      need_t: bool) -> tuple[Tensor | None, Tensor | None]:
+    """``(grad · dloss/dp, grad · dloss/dt)``, None for a gradient not needed."""
+    dtype = _dtype_code(p, t, True)
+    n = p.shape[0]
+    gp = torch.empty_like(p) if need_p else None
+    gt = torch.empty_like(t) if need_t else None
+    if n == 0 or not (need_p or need_t):
+        return gp, gt
+    g, gs = _per_box(grad, n, p.dtype, "grad")
+    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
+    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
+                            None if ex is None else ex.data_ptr(), exs, g.data_ptr(), gs, None,
+                            None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
+                            torch.get_num_threads())
+    _check_rc(rc, "backward")
+    return gp, gt
+
+
+def smooth_l1_forward(p: Tensor, t: Tensor, beta: float) -> Tensor:
+    """Element-wise Smooth L1 (beta = 0: L1), same shape as ``p``."""
+    dtype = _dtype_code(p, t, False)
+    out = torch.empty_like(p)
+    n = p.numel()
+    if n:
+        rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, None, 0, out.data_ptr(), None, None,
+                                 torch.get_num_threads())
+        _check_rc(rc, "Smooth L1 forward")
+    return out
+
+
+def smooth_l1_backward(p: Tensor, t: Tensor, beta: float, grad: Tensor, need_p: bool,
+                       need_t: bool) -> tuple[Tensor | None, Tensor | None]:
+    """``(grad · dloss/dp, grad · dloss/dt)`` element-wise, None for a gradient not needed."""
+    dtype = _dtype_code(p, t, False)
+    gp = torch.empty_like(p) if need_p else None
+    gt = torch.empty_like(t) if need_t else None
+    n = p.numel()
+    if n == 0 or not (need_p or need_t):
+        return gp, gt
+    g, gs = _per_box(grad, n, p.dtype, "grad")
+    rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, g.data_ptr(), gs, None,
+                             None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
+                             torch.get_num_threads())
+    _check_rc(rc, "Smooth L1 backward")
+    return gp, gt
+
+
+__all__ = [
+    "ABI",
+    "ABI_VERSION",
+    "box_loss_backward",
+    "box_loss_forward",
+    "build",
+    "library",
+    "smooth_l1_backward",
+    "smooth_l1_forward",
+]

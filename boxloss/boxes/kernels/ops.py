@@ -1,0 +1,119 @@
+"""The fused losses as torch custom ops, so that ``torch.compile`` keeps the fused kernels.
+
+Two ops per kernel family, each with a fake (meta) implementation for tracing and the backward
+registered as the forward's autograd formula:
+
+- ``boxloss::box_loss(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2) -> loss [N]`` and
+  ``boxloss::box_loss_backward(grad, p, t, extra, ..., need_p, need_t) -> (grad_p, grad_t)`` for every
+  IoU-family loss of ``kinds.KINDS``: ``p``, ``t`` are ``[N, 4]`` contiguous boxes in the compute dtype,
+  ``extra`` the per-box extra input (``[N]``, or ``[1]`` for one value);
+- ``boxloss::smooth_l1(p, t, beta) -> loss`` and ``boxloss::smooth_l1_backward`` element-wise.
+
+A gradient that is not needed comes back as an empty ``[0]`` tensor (an op's outputs are tensors) and
+is turned into None for autograd. The CPU implementation runs the C++ kernels, the CUDA one the Triton
+kernels (``backends.py`` picks them). The backward is not itself differentiable (as the hand-written
+kernels' derivative; double backward raises).
+
+Eager calls do not go through these ops but through ``autograd.Function`` wrappers of the same
+kernels (``functions.py``): the op machinery (schema parsing, the Python autograd wrapper) costs about
+0.1 ms per forward+backward on the 2-core CPU, as much as the whole fused CIoU of 1e4 boxes
+(docs/benchmarks.md, "Kernels under torch.compile"). ``torch.library.opcheck`` checks both ops
+(tests/boxes/test_kernel_ops.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import backends
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+# ---- box losses ------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("boxloss::box_loss", mutates_args=(), device_types=("cpu", "cuda"))
+def box_loss(p: Tensor, t: Tensor, extra: Tensor, kind: int, fmt: int, variant: int, flags: int, eps: float,
+             p0: float, p1: float, p2: float) -> Tensor:
+    """Per-box loss ``[N]`` of ``[N, 4]`` boxes through the fused kernel of ``p``'s device."""
+    return backends.for_tensor(p).box_loss_forward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra)
+
+
+@box_loss.register_fake
+def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2):
+    return p.new_empty(p.shape[0])
+
+
+@torch.library.custom_op("boxloss::box_loss_backward", mutates_args=(), device_types=("cpu", "cuda"))
+def box_loss_backward(grad: Tensor, p: Tensor, t: Tensor, extra: Tensor, kind: int, fmt: int, variant: int, flags: int,
+                      eps: float, p0: float, p1: float, p2: float, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor]:
+    """``(grad · dloss/dp, grad · dloss/dt)``; an empty ``[0]`` tensor for a gradient not needed."""
+    gp, gt = backends.for_tensor(p).box_loss_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
+                                                       grad, need_p, need_t)
+    return (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+@box_loss_backward.register_fake
+def _(grad, p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, need_p, need_t):
+    return (torch.empty_like(p) if need_p else _empty(p)), (torch.empty_like(t) if need_t else _empty(t))
+
+
+def _box_setup(ctx, inputs, output):
+    p, t, extra, *cfg = inputs
+    ctx.save_for_backward(p, t, extra)
+    ctx.cfg = cfg
+
+
+def _box_backward(ctx, grad):
+    p, t, extra = ctx.saved_tensors
+    need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gp, gt = box_loss_backward(grad.to(p.dtype), p, t, extra, *ctx.cfg, need_p, need_t)
+    return (gp if need_p else None), (gt if need_t else None), None, None, None, None, None, None, None, None, None
+
+
+box_loss.register_autograd(_box_backward, setup_context=_box_setup)
+
+
+# ---- Smooth L1 ---------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("boxloss::smooth_l1", mutates_args=(), device_types=("cpu",))
+def smooth_l1(p: Tensor, t: Tensor, beta: float) -> Tensor:
+    """Element-wise Smooth L1 of flat contiguous tensors (the fused CPU kernel)."""
+    return backends.cpu().smooth_l1_forward(p, t, beta)
+
+
+@smooth_l1.register_fake
+def _(p, t, beta):
+    return torch.empty_like(p)
+
+
+@torch.library.custom_op("boxloss::smooth_l1_backward", mutates_args=(), device_types=("cpu",))
+def smooth_l1_backward(grad: Tensor, p: Tensor, t: Tensor, beta: float, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor]:
+    gp, gt = backends.cpu().smooth_l1_backward(p, t, beta, grad, need_p, need_t)
+    return (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+@smooth_l1_backward.register_fake
+def _(grad, p, t, beta, need_p, need_t):
+    return (torch.empty_like(p) if need_p else _empty(p)), (torch.empty_like(t) if need_t else _empty(t))
+
+
+def _l1_setup(ctx, inputs, output):
+    p, t, beta = inputs
+    ctx.save_for_backward(p, t)
+    ctx.beta = beta
+
+
+def _l1_backward(ctx, grad):
+    p, t = ctx.saved_tensors
+    need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    gp, gt = smooth_l1_backward(grad.to(p.dtype), p, t, ctx.beta, need_p, need_t)
+    return (gp if need_p else None), (gt if need_t else None), None
+
+
+smooth_l1.register_autograd(_l1_backward, setup_context=_l1_setup)
