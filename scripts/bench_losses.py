@@ -4,11 +4,18 @@ reference path vs boxloss's fused kernels, measured in the same run; prints a ma
     python scripts/bench_losses.py --device cpu --threads 2 --losses iou,giou,diou,ciou \
         --sizes 1e3,1e4,1e5,1e6 --dtypes float32,bfloat16
     python scripts/bench_losses.py --device cpu --threads 2 --losses eiou,siou,mpdiou,wiou_v3 --sizes 1e4,1e6
+    python scripts/bench_losses.py --device cpu --threads 2 --losses ciou,giou,eiou,smooth_l1 \
+        --sizes 1e3,1e4,1e5,1e6 --dtypes float32 --compile --no-memory
 
 --losses takes the core losses (iou, giou, diou, ciou, smooth_l1; the default) and the newer ones (eiou,
 focal_eiou, siou, alpha_iou, wiou_v1, wiou_v3, mpdiou, inner_iou, shape_iou; no torchvision column).
 
-Methods (timing, memory) are described in `boxloss.evaluation.loss_benchmark`; results go to
+--compile also times torch.compile(fullgraph=True, dynamic=False) of each implementation and prints the
+ratios the kernels are judged by, then the time per call at N=1e3 (no peak memory with --compile).
+Exit status: 0; 1 if a compile failed (its columns are "-", the reason is printed); 2 for bad input, a
+failed --measure-build, or fused CPU kernels that cannot run (no C++ compiler): one ``error: ...`` line.
+
+Methods (timing, memory, compile) are described in `boxloss.experiments.loss_benchmark`; results go to
 docs/benchmarks.md.
 """
 
@@ -16,10 +23,12 @@ import argparse
 import json
 import sys
 
-import torch
+import boxloss.cli  # noqa: F401 -- sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP, as every boxloss command
+import torch  # noqa: E402
 
-from boxloss.evaluation.loss_benchmark import (
-    HEADER, LOSSES, check_losses, environment, gpu_bandwidth, measure_cpu_build, run_benchmark,
+from boxloss.experiments.loss_benchmark import (
+    HEADER, HEADER_COMPILE, LOSSES, check_losses, environment, format_overhead, fused_unavailable, gpu_bandwidth,
+    measure_cpu_build, run_benchmark,
 )
 
 
@@ -32,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 9; 5 at N>=1e6)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile(fullgraph=True, dynamic=False) of each implementation")
     ap.add_argument("--measure-build", action="store_true",
                     help="time a fresh build of the CPU kernels first (in a temporary folder, removed afterwards)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
@@ -50,15 +61,39 @@ def main(argv=None):
     print(f"command: {' '.join(['python', 'scripts/bench_losses.py'] + (argv if argv is not None else sys.argv[1:]))}")
     print(environment(args.device))
     if args.measure_build:  # in a fresh temporary folder; the user's TORCH_EXTENSIONS_DIR is left alone
-        build = measure_cpu_build()
-        print(f"fresh build of the CPU kernels: {build['fresh_build_s']:.2f} s")
-        print(f"load of the cached CPU kernels: {build['cached_load_s'] * 1e3:.1f} ms")
+        try:
+            build = measure_cpu_build()
+        except RuntimeError as e:  # no C++ compiler, or the build failed
+            print("error: --measure-build: " + str(e).strip().replace("\n", "\n    "), file=sys.stderr)
+            return 2
+        if build is None:
+            print("note: --measure-build skipped: the CPU kernel backend has no build() to time")
+        else:
+            print(f"fresh build of the CPU kernels: {build['fresh_build_s']:.2f} s")
+            print(f"load of the cached CPU kernels: {build['cached_load_s'] * 1e3:.1f} ms")
+    why = fused_unavailable(args.device)
+    if why is not None:  # the "fused" columns would fail on their first call
+        print(f"error: the fused CPU kernels cannot run (the \"fused\" columns need them): {why}", file=sys.stderr)
+        return 2
+    if args.compile and not args.no_memory:
+        print("note: --compile measures time only (no peak memory)")
     print()
-    print(HEADER, flush=True)
+    print(HEADER_COMPILE if args.compile else HEADER, flush=True)
     rows = run_benchmark(
         losses, sizes, dtypes, device=args.device, rounds=args.rounds, memory=not args.no_memory,
-        log=lambda line: print(line, flush=True),
+        log=lambda line: print(line, flush=True), compile=args.compile,
     )
+    failed = 0
+    if args.compile:
+        overhead = format_overhead(rows)
+        if overhead:
+            print()
+            print("time per call at N=1e3 (nearly all per-call overhead):")
+            print(overhead)
+        for row in rows:
+            for impl, why in row.get("errors", {}).items():
+                failed += 1
+                print(f"compile failed: {row['loss']} N={row['n']:.0e} {row['dtype']} {impl}: {why}", file=sys.stderr)
     if args.device.startswith("cuda"):
         for row in rows:
             if row["n"] == max(sizes) and row["dtype"] == "float32" and "fused" in row["seconds"]:
@@ -68,7 +103,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

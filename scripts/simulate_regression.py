@@ -3,10 +3,12 @@
     python scripts/simulate_regression.py --losses iou,giou,diou,ciou --output-dir runs/sim
 
 Writes DIR/simulation.json ({"final_error", "error_curve", "seconds", "config"}) and DIR/simulation.png
-(total error vs iteration, log scale). The logic lives in `boxloss.evaluation.simulation`. Every
---grad-mode runs on every --backend (the torch backend has its own formulation of the paper's CIoU
-gradient). Bad input (an unknown loss, --backend fused without a C++ compiler) is reported as one
-``error: ...`` line and exit status 2.
+(total error vs iteration, log scale). The logic lives in `boxloss.experiments.simulation`. --backend
+fused descends with the public losses' fused kernels (impl="fused"), torch with autograd on the
+reference losses; auto is fused where the kernels are available. Every --grad-mode runs on every
+--backend (the torch backend has its own formulation of the paper's CIoU gradient). Bad input (an
+unknown loss, --backend fused without a C++ compiler) is reported as one ``error: ...`` line and exit
+status 2.
 """
 
 import argparse
@@ -16,7 +18,7 @@ import sys
 
 import torch
 
-from boxloss.evaluation.simulation import FULL_CASES, SIM_LOSSES, plot_error_curves, run_simulation
+from boxloss.experiments.simulation import FULL_CASES, SIM_LOSSES, plot_error_curves, run_simulation
 
 
 def main(argv=None):

@@ -210,8 +210,10 @@ def write_report(runs: list[dict], out_dir, *, config: dict | None = None, versi
                   f"## Each loss against {comparison['baseline']}", "",
                   f"Paired by seed (same initial weights and data order; only the box loss differs). Δ = loss − "
                   f"{comparison['baseline']} in {metric} points. Seed-level: 95 % t-interval over seeds (retraining noise). "
-                  f"Holm-corrected: the interval at the level of the comparison's Holm step over the "
-                  f"{comparison['n_comparisons']} comparisons. Image-level: hotcoco's paired bootstrap over the validation "
+                  + (f"Holm-corrected: the interval at the level of the comparison's Holm step over the "
+                     f"{comparison['n_comparisons']} comparisons. " if comparison["n_comparisons"] else
+                     "Holm-corrected: none (no comparison has two seeds, so there is no test). ")
+                  + f"Image-level: hotcoco's paired bootstrap over the validation "
                   f"images ({comparison['n_bootstrap']} resamples) for each seed (evaluation-set noise). Verdict: better / "
                   f"worse only when the Holm-adjusted p < {comparison['alpha']:g}. Detectable Δ and seeds needed: 80 % power "
                   "at the first Holm step's level, taking the observed spread as true (docs/protocol.md, \"Verdicts\").", "",

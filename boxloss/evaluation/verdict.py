@@ -21,6 +21,12 @@ def _ci(lower, upper) -> str:
     return "—" if lower is None or upper is None else f"[{100 * lower:+.1f}, {100 * upper:+.1f}]"
 
 
+def _span(values) -> str:
+    """``1.2`` or ``1.2-3.4``: the range of values already in display units."""
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
 def _loc_mean(row: dict, name: str) -> float | None:
     d = (row.get("localization") or {}).get(name)
     return None if d is None else d["mean"]
@@ -78,7 +84,7 @@ def answer_paragraphs(comparison: dict, loss_summary: dict, num_images: int | No
         head += "worse than the baseline: " + "; ".join(established(r) for r in worse) + ". "
     if not better and not worse:
         head += f"no loss is established as better or worse than {baseline} on this data. " if not one_seed else \
-            "no verdict: one seed per loss. "
+            "no verdict: only one seed is paired between each loss and the baseline. "
     if open_ and (better or worse):
         head += "Not established: " + ", ".join(r["loss"] for r in open_) + "."
     out.append(head.strip())
@@ -87,11 +93,14 @@ def answer_paragraphs(comparison: dict, loss_summary: dict, num_images: int | No
     if best:
         e = loss_summary[best[0]]["metric"]
         ci = "" if e["lower"] is None else f", 95 % interval of the mean over seeds [{100 * e['lower']:.1f}, {100 * e['upper']:.1f}]"
-        out.append(f"Highest mean {metric}: {best[0]} ({100 * best[1]:.1f}{ci}). "
+        uneven = len({len(x["seeds"]) for x in loss_summary.values()}) > 1
+        out.append(f"Highest mean {metric}: {best[0]} ({100 * best[1]:.1f}{ci}"
+                   + (f", over its {e['n']} seed(s); the losses have different numbers of seeds, so compare the paired "
+                      "differences above, not the means" if uneven else "") + "). "
                    + ("A highest mean is not a winner unless its comparison above says so." if len(loss_summary) > 1 else ""))
 
     if one_seed:
-        out.append("**One seed per loss: only evaluation-set noise is covered** (the image bootstrap below). Retraining "
+        out.append("**One paired seed: only evaluation-set noise is covered** (the image bootstrap below). Retraining "
                    "the same detector with another seed moves AP by an unknown amount, often by more than the "
                    "differences between IoU-family losses; run `--seeds 3` or more for a verdict.")
     else:
@@ -105,10 +114,8 @@ def answer_paragraphs(comparison: dict, loss_summary: dict, num_images: int | No
                 bits.append(f"{r['loss']} {_pts(sl['mean'])} (95 % interval {_ci(sl['lower'], sl['upper'])}; "
                             f"{need_text})")
             mdes = [r["mde"] for r in undecided if r.get("mde") is not None]
-            span = f"{100 * min(mdes):.1f}" if mdes and round(100 * min(mdes), 1) == round(100 * max(mdes), 1) else \
-                f"{100 * min(mdes or [0]):.1f}-{100 * max(mdes or [0]):.1f}"
-            mde = (f" With {seeds_text} seeds this sweep detects, with 80 % power, only differences of about {span} "
-                   "points or more.") if mdes else ""
+            mde = (f" With {seeds_text} seeds this sweep detects, with 80 % power, only differences of about "
+                   f"{_span([100 * m for m in mdes])} points or more.") if mdes else ""
             out.append("Not established (differences within the noise): " + "; ".join(bits) + "." + mde)
 
     origins = [origin_sentence(r) for r in (better + worse or [r for r in rows if r.get("seed_level")])]
@@ -121,9 +128,8 @@ def answer_paragraphs(comparison: dict, loss_summary: dict, num_images: int | No
         half = [100 * (b["upper"] - b["lower"]) / 2 for _, b in boots]
         sds = [100 * r["seed_level"]["sd"] for r in rows if r.get("seed_level") and r["seed_level"]["sd"] is not None]
         text = (f"Noise: the evaluation set alone (image bootstrap, {boots[0][1]['n_images']} images) makes a single "
-                f"seed's difference uncertain by about ±{min(half):.1f} to ±{max(half):.1f} points")
+                f"seed's difference uncertain by about ±{_span(half)} points")
         if sds:
-            text += (f"; retraining with another seed moves the differences by a standard deviation of "
-                     f"{min(sds):.1f} to {max(sds):.1f} points")
+            text += f"; retraining with another seed moves the differences by a standard deviation of {_span(sds)} points"
         out.append(text + ".")
     return out

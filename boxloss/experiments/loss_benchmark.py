@@ -1,7 +1,7 @@
 """Speed and peak memory of the box losses: torchvision.ops vs our reference path vs our fused kernels,
 all measured in the same run (the numbers to compare are the ratios).
 
-    from boxloss.evaluation.loss_benchmark import run_benchmark, format_markdown
+    from boxloss.experiments.loss_benchmark import run_benchmark, format_markdown
     rows = run_benchmark(losses=["ciou"], sizes=[10_000, 1_000_000], dtypes=["float32"], device="cpu")
     print(format_markdown(rows))
 
@@ -10,6 +10,17 @@ per call, median over interleaved rounds (each round runs every implementation o
 from other processes hits all of them alike); the minimum over rounds is reported too ("best"): on a
 shared machine a 2-thread op whose second thread is descheduled stalls for a scheduler time slice, which
 only ever adds time. Inputs are overlapping random xyxy boxes.
+
+torch.compile (`compile=True`, `--compile`): each implementation is also timed as
+`torch.compile(fn, fullgraph=True, dynamic=False)` ("torchvision+compile", "reference+compile",
+"fused+compile"; under compile the fused losses are torch custom ops). Dynamo is reset before each row,
+so the recompile limit (8 shapes per function) never sends a later row silently back to eager; where
+torch has `fail_on_recompile_limit_hit`, it is also set. Each compiled function is called twice before
+the timed rounds (the first call compiles the forward and the backward); the first call's time is
+kept as `compile_seconds`. A compile that fails is recorded in the row's `errors` and its columns are
+"-". The table gives the ratios the kernels are judged by (`COMPILE_TARGETS`), and `format_overhead`
+gives the time per call at N = 1e3, where it is nearly all per-call overhead. Peak memory is not
+measured with compile.
 
 Peak memory ("extra": above what is allocated before the call, inputs excluded, the gradient of pred
 included):
@@ -47,6 +58,15 @@ from boxloss import boxes as B
 LOSSES = ("iou", "giou", "diou", "ciou", "smooth_l1")
 NEWER_LOSSES = ("eiou", "focal_eiou", "siou", "alpha_iou", "wiou_v1", "wiou_v3", "mpdiou", "inner_iou", "shape_iou")
 IMPLS = ("torchvision", "reference", "fused")
+COMPILED_IMPLS = tuple(f"{impl}+compile" for impl in IMPLS)
+# The ratios the kernels are judged by, with their targets, in the order of the --compile table's columns
+# (the torchvision targets are for CIoU at N = 1e3 .. 1e6).
+COMPILE_TARGETS = {
+    ("fused+compile", "fused"): "<= 1.3",
+    ("reference+compile", "fused+compile"): ">= 5",
+    ("torchvision", "fused"): ">= 10",
+    ("torchvision+compile", "fused"): ">= 10",
+}
 _OURS = {
     "iou": B.iou_loss, "giou": B.giou_loss, "diou": B.diou_loss, "ciou": B.ciou_loss,
     "smooth_l1": B.smooth_l1_loss, "eiou": B.eiou_loss, "focal_eiou": B.focal_eiou_loss, "siou": B.siou_loss,
@@ -92,8 +112,13 @@ def _torchvision_fn(name):
     return iou
 
 
-def loss_fn(name: str, impl: str):
-    """fn(pred, target) -> scalar mean loss, or None if `impl` has no such loss."""
+def loss_fn(name: str, impl: str, *, compile_backend: str = "inductor"):
+    """fn(pred, target) -> scalar mean loss, or None if `impl` has no such loss. `impl` is one of IMPLS or
+    COMPILED_IMPLS ("fused+compile": torch.compile(fullgraph=True, dynamic=False) of the "fused" fn, with
+    `compile_backend`; compiled on its first call)."""
+    if impl.endswith("+compile"):
+        fn = loss_fn(name, impl[: -len("+compile")])
+        return None if fn is None else torch.compile(fn, fullgraph=True, dynamic=False, backend=compile_backend)
     if impl == "torchvision":
         return _torchvision_fn(name)
     if name == "wiou_v3":
@@ -198,7 +223,7 @@ def measure_cpu_memory(losses, sizes, dtypes, threads) -> dict:
     """Run the CPU memory measurements in a child process with a fixed mmap threshold."""
     spec = {"losses": list(losses), "sizes": list(sizes), "dtypes": list(dtypes), "threads": threads}
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    code = "import json,sys; from boxloss.evaluation.loss_benchmark import _memory_worker as w; " \
+    code = "import json,sys; from boxloss.experiments.loss_benchmark import _memory_worker as w; " \
            "print(json.dumps(w(json.loads(sys.argv[1]))))"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -206,27 +231,75 @@ def measure_cpu_memory(losses, sizes, dtypes, threads) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _dynamo_guards() -> dict:
+    """Dynamo settings of the compiled rows: fail, rather than fall back to eager, at the recompile limit
+    (where this torch has the option)."""
+    import torch._dynamo as dynamo
+
+    return {k: True for k in ("fail_on_recompile_limit_hit",) if hasattr(dynamo.config, k)}
+
+
+def compile_and_warm_up(fns: dict, p, t) -> tuple[dict, dict, dict]:
+    """Reset dynamo, then call each compiled fn twice (compile, then one compiled call). Returns (the fns
+    that compiled, first-call seconds per fn, error message per fn that failed)."""
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    ok, seconds, errors = {}, {}, {}
+    for name, fn in fns.items():
+        try:
+            _sync(p.device)
+            start = time.perf_counter()
+            _fwd_bwd(fn, p, t)
+            _sync(p.device)
+            seconds[name] = time.perf_counter() - start
+            _fwd_bwd(fn, p, t)
+            ok[name] = fn
+        except Exception as e:  # noqa: BLE001 -- recorded in the row and shown by the script
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            errors[name] = f"{type(e).__name__}: {' '.join(lines[:2])[:300]}"  # dynamo: a title, then the cause
+    return ok, seconds, errors
+
+
 def run_benchmark(
     losses=LOSSES, sizes=(1_000, 10_000, 100_000, 1_000_000), dtypes=("float32", "bfloat16"), device="cpu",
-    rounds: int | None = None, memory: bool = True, log=None,
+    rounds: int | None = None, memory: bool = True, log=None, compile: bool = False, compile_backend: str = "inductor",
 ) -> list[dict]:
-    """One row per (loss, size, dtype): seconds and peak extra bytes per implementation."""
+    """One row per (loss, size, dtype): seconds and peak extra bytes per implementation.
+
+    `compile=True` adds COMPILED_IMPLS (module docstring), compiled with `compile_backend` (inductor, what
+    users get; the tests use "aot_eager", which traces the same graphs without generating code); rows then
+    also hold `compile_seconds` and `errors`, and peak memory is not measured."""
     losses = check_losses(losses)
+    memory = memory and not compile
     threads = torch.get_num_threads()
     mem = {}
     if memory and torch.device(device).type == "cpu":
         mem = measure_cpu_memory(losses, sizes, dtypes, threads)
+    impls = IMPLS + COMPILED_IMPLS if compile else IMPLS
     rows = []
     for loss in losses:
         for n in sizes:
             for dt in dtypes:
                 p, t = make_boxes(n, getattr(torch, dt), device)
-                fns = {impl: loss_fn(loss, impl) for impl in IMPLS}
+                fns = {impl: loss_fn(loss, impl, compile_backend=compile_backend) for impl in impls}
                 fns = {k: v for k, v in fns.items() if v is not None}
-                r = rounds or (5 if n >= 1_000_000 else 9)
-                both = time_calls(fns, p, t, rounds=r, best=True)
+                extra = {}
+                if compile:
+                    import torch._dynamo as dynamo
+
+                    with dynamo.config.patch(**_dynamo_guards()):
+                        compiled, first, errors = compile_and_warm_up(
+                            {k: v for k, v in fns.items() if k in COMPILED_IMPLS}, p, t)
+                        fns = {k: v for k, v in fns.items() if k not in COMPILED_IMPLS or k in compiled}
+                        r = rounds or (5 if n >= 1_000_000 else 9)
+                        both = time_calls(fns, p, t, rounds=r, best=True)
+                    extra = {"compile_seconds": first, "errors": errors}
+                else:
+                    r = rounds or (5 if n >= 1_000_000 else 9)
+                    both = time_calls(fns, p, t, rounds=r, best=True)
                 row = {"loss": loss, "n": n, "dtype": dt, "seconds": {k: v[0] for k, v in both.items()},
-                       "best_seconds": {k: v[1] for k, v in both.items()}, "peak_bytes": {}}
+                       "best_seconds": {k: v[1] for k, v in both.items()}, "peak_bytes": {}, **extra}
                 for impl, fn in fns.items():
                     if memory and torch.device(device).type == "cuda":
                         row["peak_bytes"][impl] = peak_extra_bytes(fn, p, t)
@@ -234,30 +307,61 @@ def run_benchmark(
                         row["peak_bytes"][impl] = mem[f"{loss}|{n}|{dt}|{impl}"]
                 rows.append(row)
                 if log:
-                    log(format_row(row))
+                    log(format_compile_row(row) if compile else format_row(row))
                 del p, t
     return rows
 
 
-def measure_cpu_build() -> dict:
-    """Time a fresh build of the fused CPU kernels, then a load from the user's cache.
+def fused_unavailable(device="cpu") -> str | None:
+    """Why the fused CPU kernels cannot run (None if they can, or for a non-CPU device). Checked before a
+    CPU benchmark, whose "fused" columns need them: builds the library on first call; the library's own
+    warning (no C++ compiler, a failed build) becomes the reason instead of being printed."""
+    if torch.device(device).type != "cpu":
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if B.cpu_kernels_available():
+            return None
+    why = " ".join(str(caught[0].message).split()) if caught else "the fused CPU kernels are unavailable"
+    return why[:500]
+
+
+def measure_cpu_build() -> dict | None:
+    """Time a fresh build of the fused CPU kernels, then a load from the user's cache, through the CPU
+    backend's ``build`` (``boxloss.boxes.kernels.backends.cpu().build``). Returns
+    ``{"fresh_build_s", "cached_load_s"}``, or None when the backend has no ``build`` to time. A failed
+    build (no C++ compiler, a compile error) raises the backend's RuntimeError.
 
     The fresh build goes into a new temporary folder (``$TORCH_EXTENSIONS_DIR`` points there during the
-    build only), which is removed afterwards; ``$TORCH_EXTENSIONS_DIR`` is then restored exactly (set to
-    its old value, or unset if it was) and nothing in the user's extensions folder is removed. The second
-    measurement loads the library from the user's folder (building it there first if it is not cached).
-    Returns ``{"fresh_build_s", "cached_load_s"}``.
+    build only; the backend keeps its libraries under that folder), which is removed afterwards;
+    ``$TORCH_EXTENSIONS_DIR`` is then restored exactly (set to its old value, or unset if it was) and
+    nothing in the user's extensions folder is removed. ``build(force=True)`` is used where ``build``
+    takes ``force``. The second measurement loads the library from the user's folder (building it
+    there first if it is not cached).
     """
+    import inspect
     import tempfile
 
-    from boxloss.boxes.fused import _cpu
+    from boxloss.boxes.kernels import backends
 
+    build = getattr(backends.cpu(), "build", None)
+    if build is None:
+        return None
+    try:
+        takes_force = "force" in inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        takes_force = False
     previous = os.environ.get("TORCH_EXTENSIONS_DIR")
     with tempfile.TemporaryDirectory(prefix="boxloss-fresh-build-") as fresh:
         os.environ["TORCH_EXTENSIONS_DIR"] = fresh
         try:
             start = time.perf_counter()
-            _cpu.build(force=True)
+            if takes_force:
+                build(force=True)
+            else:
+                build()
             fresh_s = time.perf_counter() - start
         finally:
             if previous is None:
@@ -265,7 +369,7 @@ def measure_cpu_build() -> dict:
             else:
                 os.environ["TORCH_EXTENSIONS_DIR"] = previous
     start = time.perf_counter()
-    _cpu.build()
+    build()
     return {"fresh_build_s": fresh_s, "cached_load_s": time.perf_counter() - start}
 
 
@@ -313,7 +417,48 @@ def format_row(row: dict) -> str:
     )
 
 
+HEADER_COMPILE = (
+    "| loss | N | dtype | torchvision ms | tv+compile ms | reference ms | ref+compile ms | fused ms | fused+compile ms "
+    "| fused+c / fused (<= 1.3) | ref+c / fused+c (>= 5) | tv / fused (>= 10) | tv+c / fused (>= 10) |\n"
+    + "|---" * 13 + "|"
+)
+
+
+def _ratio2(a, b):
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def format_compile_row(row: dict) -> str:
+    """One line of the --compile table: the six times (ms) and the COMPILE_TARGETS ratios."""
+    s = row["seconds"]
+    times = " | ".join(_ms(s.get(impl)) for pair in zip(IMPLS, COMPILED_IMPLS) for impl in pair)
+    ratios = " | ".join(_ratio2(s.get(a), s.get(b)) for a, b in COMPILE_TARGETS)
+    return f"| {row['loss']} | {row['n']:.0e} | {row['dtype']} | {times} | {ratios} |"
+
+
+def format_overhead(rows, n: int = 1_000) -> str:
+    """Microseconds per forward+backward call at N = `n` for every implementation (at 1e3 boxes the time is
+    nearly all per-call overhead), and what compile adds to the fused call. Empty if no row has N = `n`."""
+    chosen = [r for r in rows if r["n"] == n]
+    if not chosen:
+        return ""
+    impls = [impl for pair in zip(IMPLS, COMPILED_IMPLS) for impl in pair]
+    lines = [
+        "| loss | dtype | " + " | ".join(f"{i} us" for i in impls) + " | fused+compile - fused us |",
+        "|---" * (3 + len(impls)) + "|",
+    ]
+    for r in chosen:
+        s = r["seconds"]
+        us = " | ".join(f"{s[i] * 1e6:.0f}" if i in s else "-" for i in impls)
+        diff = f"{(s['fused+compile'] - s['fused']) * 1e6:+.0f}" if "fused" in s and "fused+compile" in s else "-"
+        lines.append(f"| {r['loss']} | {r['dtype']} | {us} | {diff} |")
+    return "\n".join(lines)
+
+
 def format_markdown(rows) -> str:
+    """The table of `rows`: the --compile table if they were measured with compile, else the eager one."""
+    if rows and "compile_seconds" in rows[0]:
+        return "\n".join([HEADER_COMPILE] + [format_compile_row(r) for r in rows])
     return "\n".join([HEADER] + [format_row(r) for r in rows])
 
 

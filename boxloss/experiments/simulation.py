@@ -13,11 +13,15 @@ Setup, as in the paper and the authors' code:
   other T);
 - error at step t: the l1 distance |B_t - B_gt|_1 in (cx, cy, w, h), summed over all cases.
 
-The descent runs in the fused C++ kernel of `boxloss.boxes.fused` (one loop per case, the whole
-trajectory in registers), with the same loss and gradient as `boxloss.boxes`; without a C++ compiler
-(or with backend="torch") it runs batched torch autograd on the reference losses (much slower). CIoU
-with grad_mode="paper" (the paper's gradient, which `ciou_loss` offers on its fused path only) has its
-own torch formulation here, `ciou_loss_paper_grad`; it is also the independent check of the kernel's.
+The descent is a torch loop over the T steps; each step runs a whole batch of cases at once. The
+"fused" backend calls the public losses with `impl="fused"`, which are the same kernels users get;
+nothing is compiled for the simulation alone. One step is one forward and one backward of
+`loss(B, B_gt, reduction="sum")` (the cases are independent, so the gradient of the sum with respect to
+a case is that case's gradient) and one `box_iou` for the step size. The "torch" backend runs the same
+loop with autograd on the reference losses, and it is the check on the fused one. CIoU with
+grad_mode="paper" uses the paper's gradient, which `ciou_loss` offers on its fused path only. The torch
+backend therefore has its own torch formulation of it, `ciou_loss_paper_grad`, which is also an
+independent check of the kernel.
 """
 
 from __future__ import annotations
@@ -27,14 +31,13 @@ import time
 
 import torch
 
-from boxloss.boxes import box_convert, box_iou, ciou_loss, diou_loss, giou_loss, iou_loss
-from boxloss.boxes.fused import GRAD_MODES, _cpu
+from boxloss.boxes import box_convert, box_iou, ciou_loss, cpu_kernels_available, diou_loss, giou_loss, iou_loss
+from boxloss.boxes.kernels import GRAD_MODES
 
 SIM_LOSSES = ("iou", "giou", "diou", "ciou")
 ASPECT_RATIOS = (1 / 4, 1 / 3, 1 / 2, 1.0, 2.0, 3.0, 4.0)
 SCALES = (0.5, 0.67, 0.75, 1.0, 1.33, 1.5, 2.0)
 FULL_CASES = len(ASPECT_RATIOS) * len(SCALES) * len(ASPECT_RATIOS) * 5000
-_KIND = {"iou": 0, "giou": 1, "diou": 2, "ciou": 3}
 
 
 def _wh(area: float, ratio: float) -> tuple[float, float]:
@@ -100,44 +103,48 @@ def ciou_loss_paper_grad(pred, target, *, fmt="xyxy", eps=1e-7):
     return diou_loss(pred, target, fmt=fmt, reduction="none", eps=eps, impl="reference") + alpha * v
 
 
-def _descend_fused(lib, kind, anchors, targets, iters, grad_mode, eps, num_threads):
-    boxes = anchors.clone()
-    lr = torch.tensor(learning_rates(iters), dtype=torch.float64)
-    err = torch.zeros(iters, dtype=torch.float64)
-    dtype = {torch.float32: 0, torch.float64: 1}[boxes.dtype]
-    rc = lib.bl_simulate(
-        dtype, _KIND[kind], GRAD_MODES.index(grad_mode), eps, boxes.shape[0], boxes.data_ptr(), targets.data_ptr(),
-        iters, lr.data_ptr(), err.data_ptr(), num_threads,
-    )
-    if rc != 0:
-        raise RuntimeError(f"simulation kernel failed (code {rc})")
-    return boxes, err
+_LOSSES = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
+# Cases per batch. On the shared 2-core VM, 8192 was the fastest of 1,024 ... 262,144. Larger batches also
+# run torch's own element-wise ops in OpenMP parallel regions, and on a loaded machine each region can wait
+# for a descheduled thread (CIoU, 68,600 cases x 50 steps: 0.6 s at 8192, 4-14 s at 16,384-262,144).
+CHUNK = 8192
 
 
-def _descend_torch(kind, anchors, targets, iters, grad_mode, eps, chunk=1 << 18):
-    """Same descent with torch autograd on the reference losses (the fallback, and the kernel's check);
-    CIoU with grad_mode="paper" through `ciou_loss_paper_grad`."""
+def _total_loss(kind: str, backend: str, grad_mode: str, eps: float):
+    """fn(b, t) -> the loss summed over the cases: the public loss with impl="fused" (backend "fused"),
+    or autograd on the reference formulas (backend "torch"; CIoU's paper gradient through
+    `ciou_loss_paper_grad`)."""
+    fn = _LOSSES[kind]
+    if backend == "fused":
+        extra = {"grad_mode": grad_mode} if kind == "ciou" else {}
+        return lambda b, t: fn(b, t, fmt="cxcywh", reduction="sum", eps=eps, impl="fused", **extra)
     if kind == "ciou" and grad_mode == "paper":
-        def total_loss(b, t):
-            return ciou_loss_paper_grad(b, t, fmt="cxcywh", eps=eps).sum()
-    else:
-        fn = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}[kind]
+        return lambda b, t: ciou_loss_paper_grad(b, t, fmt="cxcywh", eps=eps).sum()
+    return lambda b, t: fn(b, t, fmt="cxcywh", reduction="sum", eps=eps, impl="reference")
 
-        def total_loss(b, t):
-            return fn(b, t, fmt="cxcywh", reduction="sum", eps=eps, impl="reference")
+
+def _descend(kind, anchors, targets, iters, grad_mode, eps, backend, chunk=CHUNK):
+    """Run the descent; returns (final boxes, error per step `[iters]` float64).
+
+    Each step, on a batch of cases: B <- B - lr[it] * (2 - IoU(B, B_gt)) * dL/dB, then
+    err[it] += sum |B - B_gt| (differences in the boxes' dtype, summed in float64). The step size takes
+    its IoU from `box_iou` on both backends. In fp32 that IoU was bit for bit the C++ kernels' own when
+    this loop replaced the one compiled into the loss library: the fused backend then took exactly the
+    old loop's steps. Writing 2 - IoU as 1 + iou_loss instead rounds differently where IoU < 1/2."""
+    total_loss = _total_loss(kind, backend, grad_mode, eps)
     lr = learning_rates(iters)
     err = torch.zeros(iters, dtype=torch.float64)
     out = []
     for s in range(0, anchors.shape[0], chunk):
         b, t = anchors[s : s + chunk].clone(), targets[s : s + chunk]
         for it in range(iters):
-            b.requires_grad_(True)
-            (grad,) = torch.autograd.grad(total_loss(b, t), b)
+            x = b.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(total_loss(x, t), x)
             with torch.no_grad():
-                iou = box_iou(b, t, fmt="cxcywh", aligned=True, eps=eps).to(b.dtype)
-                b = b - lr[it] * (2 - iou)[:, None] * grad
-                err[it] += (b.double() - t.double()).abs().sum()
-        out.append(b.detach())
+                step = (2 - box_iou(b, t, fmt="cxcywh", aligned=True, eps=eps).to(b.dtype)).mul_(lr[it])
+                b.sub_(grad * step[:, None])
+                err[it] += (b - t).abs_().sum(dtype=torch.float64)
+        out.append(b)
     return torch.cat(out) if out else anchors.clone(), err
 
 
@@ -156,7 +163,9 @@ def run_simulation(
     """Run the simulation for each loss in `losses`; returns
     `{"final_error": {loss: float}, "error_curve": {loss: [float] * iters}, "seconds": {loss: float},
     "config": {...}}`. `grad_mode` applies to CIoU ("exact" or the paper's "paper").
-    `backend`: "auto" (fused kernel if it builds, else torch), "fused" or "torch"."""
+    `backend`: "auto" (the fused kernels if they are available, else torch), "fused" (the public losses
+    with impl="fused") or "torch" (autograd on the reference losses). `num_threads` sets torch's thread
+    count for the run (the fused kernels use it too) and restores it afterwards."""
     for name in losses:
         if name not in SIM_LOSSES:
             raise ValueError(f"unknown loss {name!r}; accepted: {', '.join(SIM_LOSSES)}")
@@ -164,25 +173,29 @@ def run_simulation(
         raise ValueError(f"grad_mode={grad_mode!r} is not supported; accepted: {', '.join(GRAD_MODES)}")
     if backend not in ("auto", "fused", "torch"):
         raise ValueError(f"backend={backend!r} is not supported; accepted: 'auto', 'fused', 'torch'")
-    lib = None if backend == "torch" else _cpu.library()
-    if backend == "fused" and lib is None:
-        raise RuntimeError("backend='fused' needs the fused CPU kernels, which are unavailable (no C++ compiler, "
-                           "a failed build, or BOXLOSS_CPU_KERNELS=0); use backend='torch' or 'auto'")
-    threads = num_threads or torch.get_num_threads()
+    if backend != "torch":
+        available = cpu_kernels_available()
+        if backend == "fused" and not available:
+            raise RuntimeError("backend='fused' needs the fused CPU kernels, which are unavailable (no C++ compiler, "
+                               "a failed build, or BOXLOSS_CPU_KERNELS=0); use backend='torch' or 'auto'")
+        backend = "fused" if available else "torch"
+    previous_threads = torch.get_num_threads()
+    threads = num_threads or previous_threads
     anchors, targets = make_cases(n_cases, seed=seed, dtype=dtype)
     result = {"final_error": {}, "error_curve": {}, "seconds": {}}
-    for name in losses:
-        start = time.perf_counter()
-        if lib is not None:
-            _, err = _descend_fused(lib, name, anchors, targets, iters, grad_mode, eps, threads)
-        else:
-            _, err = _descend_torch(name, anchors, targets, iters, grad_mode, eps)
-        result["seconds"][name] = time.perf_counter() - start
-        result["error_curve"][name] = err.tolist()
-        result["final_error"][name] = float(err[-1]) if iters else float("nan")
+    torch.set_num_threads(threads)
+    try:
+        for name in losses:
+            start = time.perf_counter()
+            _, err = _descend(name, anchors, targets, iters, grad_mode, eps, backend)
+            result["seconds"][name] = time.perf_counter() - start
+            result["error_curve"][name] = err.tolist()
+            result["final_error"][name] = float(err[-1]) if iters else float("nan")
+    finally:
+        torch.set_num_threads(previous_threads)
     result["config"] = {
         "n_cases": int(anchors.shape[0]), "iters": iters, "grad_mode": grad_mode, "dtype": str(dtype).split(".")[-1],
-        "seed": seed, "threads": threads, "backend": "fused" if lib is not None else "torch",
+        "seed": seed, "threads": threads, "backend": backend,
         "initial_error": float((anchors.double() - targets.double()).abs().sum()),
     }
     return result
