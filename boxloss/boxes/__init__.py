@@ -24,6 +24,21 @@ from .siou import siou_loss
 from .wise_iou import WIoUv3Loss, wiou_momentum, wiou_v1_loss, wiou_v3_loss
 from . import registry_newer  # noqa: F401  (registers the names above)
 
+# Quality/classification and distribution losses (not box losses of the registry) and more box losses
+# (docs/losses.md, "Generalized Focal Loss" onwards); the box losses are registered by registry_newer.
+from .balanced_l1 import balanced_l1_loss
+from .focaler_iou import focaler_iou_loss
+from .gfocal import (
+    DistributionFocalLoss,
+    QualityFocalLoss,
+    distribution_focal_loss,
+    integral_decode,
+    quality_focal_loss,
+)
+from .nwd import nwd_loss, nwd_similarity
+from .piou import piou_loss, piou_v2_loss
+from .varifocal import VarifocalLoss, varifocal_loss
+
 __all__ = [
     "BOX_FORMATS",
     "IOU_MODES",
@@ -58,4 +73,18 @@ __all__ = [
     "wiou_momentum",
     "wiou_v1_loss",
     "wiou_v3_loss",
+    # quality / distribution losses and more box losses
+    "DistributionFocalLoss",
+    "QualityFocalLoss",
+    "VarifocalLoss",
+    "balanced_l1_loss",
+    "distribution_focal_loss",
+    "focaler_iou_loss",
+    "integral_decode",
+    "nwd_loss",
+    "nwd_similarity",
+    "piou_loss",
+    "piou_v2_loss",
+    "quality_focal_loss",
+    "varifocal_loss",
 ]
