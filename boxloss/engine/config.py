@@ -25,6 +25,7 @@ import yaml
 from ..boxes import available_box_losses
 from ..model.backbone import BACKBONES
 from ..model.detector import CLS_LOSSES, QUALITY_KINDS
+from ..model.head import BOX_HEADS
 from ..model.postprocess import NMS_KINDS
 from .amp import AMP_DTYPES
 
@@ -50,6 +51,8 @@ DEFAULTS: dict = {
         "fpn_channels": 64, "head_convs": 2, "norm_groups": 16,
         "quality": "centerness", "center_radius": 1.5, "scale_ranges": [64, 128],
         "score_thresh": 0.05, "pre_nms_top_k": 1000, "nms": "nms", "nms_iou": 0.6, "max_detections": 100,
+        # box distances: one per side (FCOS), or a distribution over 0..reg_max strides per side (GFL)
+        "box_head": "distances", "reg_max": 16,
     },
     "loss": {
         "box_loss": "ciou",
@@ -58,6 +61,7 @@ DEFAULTS: dict = {
         # Extra keyword arguments per loss name, passed to get_box_loss.
         "args": {"smooth_l1": {"beta": 0.1111}},
         "cls_loss": "focal", "focal_alpha": 0.25, "focal_gamma": 2.0, "cls_weight": 1.0, "ctr_weight": 1.0,
+        "dfl_weight": 0.25,  # distribution focal loss, with model.box_head: distribution only (GFL's weight)
     },
     # AdamW, lr 0.002, wd 0.01: fastest to a good AP in short CPU budgets in our trials (docs/protocol.md);
     # momentum and nesterov apply to sgd only, betas to adam/adamw.
@@ -239,6 +243,8 @@ def validate_config(cfg: dict) -> dict:
     _choice(cfg, "model.nms", NMS_KINDS)
     _number(cfg, "model.nms_iou", 0, 1)
     _number(cfg, "model.max_detections", 1, integer=True)
+    _choice(cfg, "model.box_head", BOX_HEADS)
+    _number(cfg, "model.reg_max", 1, integer=True)
 
     loss = cfg["loss"]
     _choice(cfg, "loss.box_loss", available_box_losses())
@@ -255,7 +261,7 @@ def validate_config(cfg: dict) -> dict:
     _choice(cfg, "loss.cls_loss", CLS_LOSSES)
     _number(cfg, "loss.focal_alpha", hi=1)
     _number(cfg, "loss.focal_gamma", 0)
-    for key in ("cls_weight", "ctr_weight"):
+    for key in ("cls_weight", "ctr_weight", "dfl_weight"):
         _number(cfg, f"loss.{key}", 0)
 
     o = cfg["optim"]

@@ -294,6 +294,13 @@ def check_reusable(directory, cfg: dict) -> None:
     """Refuse to reuse a finished run trained with other settings (e.g. the config changed since)."""
     saved = json.loads((Path(directory) / RESULT).read_text(encoding="utf-8")).get("fingerprint")
     now = fingerprint(cfg)
+    if saved is not None:  # a key added to DEFAULTS since (absent on one side) counts as its default value
+        from .config import DEFAULTS
+
+        for fp in (saved, now):
+            for sec in FINGERPRINT_SECTIONS:
+                if isinstance(fp.get(sec), dict):
+                    fp[sec] = {**json.loads(json.dumps(DEFAULTS[sec], default=str)), **fp[sec]}
     if saved is not None and saved != now:
         changed = sorted(f"{sec}.{k}" for sec in now for k in set(now[sec] or {}) | set(saved.get(sec) or {})
                          if (now[sec] or {}).get(k) != (saved.get(sec) or {}).get(k))

@@ -2,7 +2,7 @@
 
     from boxloss.model import build_detector
     model = build_detector({"backbone": "tiny"}, num_classes=5, loss_cfg={"box_loss": "ciou"})
-    losses = model(images, targets)      # {"loss", "loss_cls", "loss_box", "loss_ctr"}
+    losses = model(images, targets)      # {"loss", "loss_cls", "loss_box", "loss_ctr"} (+ "loss_dfl")
     detections = model.predict(images)   # [dict(boxes, scores, labels)] per image
 
 Target assignment is static (assign.py), so every box loss trains on the same positives.
@@ -11,10 +11,12 @@ Target assignment is static (assign.py), so every box loss trains on the same po
 from .assign import assign_targets, centerness, make_points
 from .backbone import BACKBONES, TinyBackbone, TorchvisionBackbone, build_backbone
 from .detector import CLS_LOSSES, ENCODED_LOSSES, QUALITY_KINDS, STRIDES, Detector, build_detector
+from .head import BOX_HEADS
 from .postprocess import NMS_KINDS, decode, diou_nms, postprocess
 
 __all__ = [
     "BACKBONES",
+    "BOX_HEADS",
     "CLS_LOSSES",
     "Detector",
     "ENCODED_LOSSES",

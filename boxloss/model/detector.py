@@ -2,14 +2,24 @@
 
 Losses (all divided by the number of positives, averaged over processes under DDP):
 
-- ``loss_cls``: sigmoid focal loss (or plain BCE) over every point and class, one-hot targets.
+- ``loss_cls``: sigmoid focal loss (or plain BCE) over every point and class, one-hot targets; or,
+  with ``cls_loss="qfl"`` / ``"vfl"`` (quality focal loss, GFL; varifocal loss, VFNet), soft targets:
+  at a positive, its class's target is the detached IoU of its predicted box with its ground truth
+  (0 for every other class and at negatives). Those targets depend on the box predictions, hence on
+  the box loss (docs/protocol.md, "Classification targets that depend on the box loss").
 - ``loss_box``: the registry box loss named in the config, on positives only. ``smooth_l1`` and
   ``l1`` compare the encoded distances ``(l, t, r, b) / stride``; every other loss (the IoU family)
-  compares the decoded xyxy boxes (widths are >= 0 because the distances are).
+  compares the decoded xyxy boxes (widths are >= 0 because the distances are). With
+  ``box_head="distribution"`` the distances are the integral of the predicted distributions.
 - ``loss_ctr``: BCE of the quality logit against the centerness of the positive (or, with
-  ``quality="iou"``, against the detached IoU of the predicted box).
+  ``quality="iou"``, against the detached IoU of the predicted box); 0 with ``quality="none"`` (no
+  quality branch, as GFL and VFNet, whose classification score is the quality).
+- ``loss_dfl`` (only with ``box_head="distribution"``): the distribution focal loss of each side's
+  distribution against the target distance in strides, clamped to ``[0, reg_max - 0.01]``, averaged
+  over the 4 sides of the positives.
 
-``loss = cls_weight * loss_cls + loss_box (its weight is inside the loss module) + ctr_weight * loss_ctr``.
+``loss = cls_weight * loss_cls + loss_box (its weight is inside the loss module) + ctr_weight * loss_ctr``
+``(+ dfl_weight * loss_dfl)``.
 """
 
 from __future__ import annotations
@@ -17,17 +27,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..boxes import box_iou, get_box_loss, sigmoid_focal_loss
+from ..boxes import (box_iou, distribution_focal_loss, get_box_loss, quality_focal_loss, sigmoid_focal_loss,
+                     varifocal_loss)
 from .assign import assign_targets, centerness, make_points, scale_bounds
 from .backbone import build_backbone
 from .fpn import FPN
-from .head import FCOSHead
+from .head import BOX_HEADS, FCOSHead
 from .postprocess import NMS_KINDS, decode, postprocess
 
 STRIDES = (8, 16, 32)
-ENCODED_LOSSES = ("smooth_l1", "l1")  # compared on (l, t, r, b) / stride; the rest on decoded xyxy boxes
-CLS_LOSSES = ("focal", "bce")
-QUALITY_KINDS = ("centerness", "iou")
+ENCODED_LOSSES = ("smooth_l1", "l1", "balanced_l1")  # compared on (l, t, r, b) / stride; the rest on decoded xyxy boxes
+CLS_LOSSES = ("focal", "bce", "qfl", "vfl")
+IOU_TARGET_CLS_LOSSES = ("qfl", "vfl")  # classification target of a positive: the IoU of its predicted box
+QUALITY_KINDS = ("centerness", "iou", "none")
+DFL_EPS = 0.01  # DFL targets are clamped to [0, reg_max - DFL_EPS] (ultralytics' 0.01; mmdetection's GFL: 0.1)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -45,7 +58,8 @@ class Detector(nn.Module):
     """FCOS-style detector whose box loss is picked by name from ``boxloss.boxes``.
 
     ``detector(images, targets)`` returns the loss dict ``{"loss", "loss_cls", "loss_box", "loss_ctr"}``
-    (in train and eval mode); ``detector(images)`` and ``detector.predict(images)`` return detections.
+    (and ``"loss_dfl"`` with ``box_head="distribution"``; in train and eval mode); ``detector(images)``
+    and ``detector.predict(images)`` return detections.
     ``images`` are uint8 (or float 0..255) ``[B, 3, H, W]`` as ``boxloss.data`` gives them;
     targets are dicts with ``boxes`` (xyxy input pixels) and ``labels`` (0..C-1).
     """
@@ -56,18 +70,22 @@ class Detector(nn.Module):
                  focal_gamma: float = 2.0, cls_weight: float = 1.0, ctr_weight: float = 1.0,
                  quality: str = "centerness", center_radius: float = 1.5, scale_ranges=(64, 128),
                  score_thresh: float = 0.05, pre_nms_top_k: int = 1000, nms: str = "nms", nms_iou: float = 0.6,
-                 max_detections: int = 100):
+                 max_detections: int = 100, box_head: str = "distances", reg_max: int = 16, dfl_weight: float = 0.25):
         super().__init__()
         for key, value, accepted in (("cls_loss", cls_loss, CLS_LOSSES), ("quality", quality, QUALITY_KINDS),
-                                     ("nms", nms, NMS_KINDS)):
+                                     ("nms", nms, NMS_KINDS), ("box_head", box_head, BOX_HEADS)):
             if value not in accepted:
                 raise ValueError(f"unknown {key} {value!r}; accepted: {', '.join(accepted)}")
         if len(scale_ranges) != len(STRIDES) - 1:
             raise ValueError(f"scale_ranges needs {len(STRIDES) - 1} boundaries, got {list(scale_ranges)}")
+        if isinstance(dfl_weight, bool) or not isinstance(dfl_weight, (int, float)) or not dfl_weight >= 0:
+            raise ValueError(f"bad value dfl_weight={dfl_weight!r}; accepted: a number >= 0")
         self.num_classes = num_classes
         self.backbone = backbone
         self.fpn = FPN(backbone.out_channels, fpn_channels)
-        self.head = FCOSHead(fpn_channels, num_classes, len(STRIDES), head_convs, norm_groups)
+        self.head = FCOSHead(fpn_channels, num_classes, len(STRIDES), head_convs, norm_groups, box_head=box_head,
+                             reg_max=reg_max, quality=quality != "none")
+        self.box_head, self.reg_max, self.dfl_weight = box_head, reg_max, dfl_weight
         self.box_loss_name = box_loss
         self.box_loss = get_box_loss(box_loss, loss_weight=box_weight, **(box_loss_args or {}))
         self.cls_loss, self.focal_alpha, self.focal_gamma = cls_loss, focal_alpha, focal_gamma
@@ -111,7 +129,7 @@ class Detector(nn.Module):
     def compute_losses(self, outputs, sizes, targets: list[dict]) -> dict:
         cls = torch.cat([o[0] for o in outputs], dim=1).float()  # [B, P, C]
         dist = torch.cat([o[1] for o in outputs], dim=1).float()  # [B, P, 4], stride units
-        qual = torch.cat([o[2] for o in outputs], dim=1).float()  # [B, P]
+        qual = torch.cat([o[2] for o in outputs], dim=1).float() if self.quality != "none" else None  # [B, P]
         device = cls.device
         points, strides = make_points(sizes, STRIDES, device)
         lo, hi = scale_bounds(sizes, self.scale_ranges, device)
@@ -133,7 +151,7 @@ class Detector(nn.Module):
         if self.cls_loss == "focal":
             loss_cls = sigmoid_focal_loss(cls, cls_t, alpha=self.focal_alpha, gamma=self.focal_gamma,
                                           reduction="sum") / num_pos
-        else:  # BCE is the focal loss with gamma = 0 and no alpha balance
+        elif self.cls_loss == "bce":  # BCE is the focal loss with gamma = 0 and no alpha balance
             loss_cls = sigmoid_focal_loss(cls, cls_t, alpha=-1, gamma=0.0, reduction="sum") / num_pos
 
         pstrides = strides.expand_as(pos)[pos]
@@ -144,19 +162,45 @@ class Detector(nn.Module):
         else:
             loss_box = self.box_loss(pred_boxes, gt_boxes[pos], avg_factor=num_pos)
 
-        if self.quality == "centerness":
-            qual_t = centerness(tgt_ltrb)
+        if self.cls_loss in IOU_TARGET_CLS_LOSSES:
+            loss_cls = self._iou_target_cls_loss(cls, cls_t, pos, pred_boxes, gt_boxes[pos], num_pos)
+
+        if self.quality == "none":
+            loss_ctr = cls.new_zeros(())
         else:
-            qual_t = box_iou(pred_boxes.detach(), gt_boxes[pos], aligned=True).clamp(min=0)
-        loss_ctr = sigmoid_focal_loss(qual[pos], qual_t, alpha=-1, gamma=0.0, reduction="sum") / num_pos
+            if self.quality == "centerness":
+                qual_t = centerness(tgt_ltrb)
+            else:
+                qual_t = box_iou(pred_boxes.detach(), gt_boxes[pos], aligned=True).clamp(min=0)
+            loss_ctr = sigmoid_focal_loss(qual[pos], qual_t, alpha=-1, gamma=0.0, reduction="sum") / num_pos
         loss = self.cls_weight * loss_cls + loss_box + self.ctr_weight * loss_ctr
-        return {"loss": loss, "loss_cls": loss_cls, "loss_box": loss_box, "loss_ctr": loss_ctr}
+        out = {"loss": loss, "loss_cls": loss_cls, "loss_box": loss_box, "loss_ctr": loss_ctr}
+        if self.box_head == "distribution":
+            logits = torch.cat([o[3] for o in outputs], dim=1).float()  # [B, P, 4, reg_max + 1]
+            dfl_t = (tgt_ltrb / pstrides[:, None]).clamp(0, self.reg_max - DFL_EPS)
+            # mean over the 4 sides of every positive (GFL: avg_factor 4 x positives)
+            out["loss_dfl"] = distribution_focal_loss(logits[pos], dfl_t, target_margin=DFL_EPS, reduction="mean",
+                                                      avg_factor=4 * num_pos)
+            out["loss"] = loss + self.dfl_weight * out["loss_dfl"]
+        return out
+
+    def _iou_target_cls_loss(self, cls, onehot, pos, pred_boxes, gt_boxes, num_pos):
+        """QFL / VFL with the IoU-valued targets of GFL / VFNet: at a positive, its ground-truth class's target
+        is the IoU of its predicted box with its box, detached (no gradient reaches the box branch through the
+        target); every other class and every negative has target 0."""
+        iou = box_iou(pred_boxes.detach(), gt_boxes, aligned=True).clamp(min=0)
+        targets = torch.zeros_like(onehot)
+        targets[pos] = onehot[pos] * iou[:, None]
+        if self.cls_loss == "qfl":
+            return quality_focal_loss(cls, targets, reduction="sum") / num_pos
+        return varifocal_loss(cls, targets, reduction="sum") / num_pos
 
 
 MODEL_KEYS = ("backbone", "backbone_weights", "widths", "depths", "fpn_channels", "head_convs", "norm_groups",
               "quality", "center_radius", "scale_ranges", "score_thresh", "pre_nms_top_k", "nms", "nms_iou",
-              "max_detections")
-LOSS_KEYS = ("box_loss", "weights", "args", "cls_loss", "focal_alpha", "focal_gamma", "cls_weight", "ctr_weight")
+              "max_detections", "box_head", "reg_max")
+LOSS_KEYS = ("box_loss", "weights", "args", "cls_loss", "focal_alpha", "focal_gamma", "cls_weight", "ctr_weight",
+             "dfl_weight")
 
 
 def build_detector(model_cfg: dict, num_classes: int, loss_cfg: dict | None = None) -> Detector:
@@ -174,9 +218,9 @@ def build_detector(model_cfg: dict, num_classes: int, loss_cfg: dict | None = No
     box_loss = loss_cfg.get("box_loss", "ciou")
     kw = {k: model_cfg[k] for k in ("fpn_channels", "head_convs", "norm_groups", "quality", "center_radius",
                                     "scale_ranges", "score_thresh", "pre_nms_top_k", "nms", "nms_iou",
-                                    "max_detections") if k in model_cfg}
-    kw.update({k: loss_cfg[k] for k in ("cls_loss", "focal_alpha", "focal_gamma", "cls_weight", "ctr_weight")
-               if k in loss_cfg})
+                                    "max_detections", "box_head", "reg_max") if k in model_cfg}
+    kw.update({k: loss_cfg[k] for k in ("cls_loss", "focal_alpha", "focal_gamma", "cls_weight", "ctr_weight",
+                                        "dfl_weight") if k in loss_cfg})
     return Detector(
         num_classes,
         backbone=build_backbone(model_cfg),

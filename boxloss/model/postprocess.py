@@ -45,15 +45,21 @@ def postprocess(level_outputs, level_points, level_strides, image_size, *, score
                 nms="nms", nms_iou=0.6, max_detections=100) -> list[dict]:
     """Detections per image: ``dict(boxes [K, 4] xyxy input pixels, scores [K], labels [K] int64)``.
 
-    Scores are ``sqrt(sigmoid(cls) * sigmoid(quality))`` (the FCOS / torchvision convention).
+    Scores are ``sqrt(sigmoid(cls) * sigmoid(quality))`` (the FCOS / torchvision convention), or
+    ``sigmoid(cls)`` when the head has no quality branch (``quality`` None: ``model.quality: none``, as
+    GFL and VFNet, whose class score is trained to be the IoU). ``level_outputs`` are the head's
+    ``(cls, dist, quality[, box_logits])`` per level; ``dist`` is in stride units.
     """
     batch = level_outputs[0][0].shape[0]
     h, w = image_size
     results = []
     for i in range(batch):
         boxes_all, scores_all, labels_all = [], [], []
-        for (cls, dist, quality), points, strides in zip(level_outputs, level_points, level_strides):
-            scores = (torch.sigmoid(cls[i].float()) * torch.sigmoid(quality[i].float())[:, None]).sqrt()
+        for (cls, dist, quality, *_), points, strides in zip(level_outputs, level_points, level_strides):
+            if quality is None:
+                scores = torch.sigmoid(cls[i].float())
+            else:
+                scores = (torch.sigmoid(cls[i].float()) * torch.sigmoid(quality[i].float())[:, None]).sqrt()
             num_classes = scores.shape[1]
             flat = scores.flatten()
             keep = torch.nonzero(flat > score_thresh).squeeze(1)

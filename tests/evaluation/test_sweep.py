@@ -161,3 +161,23 @@ def test_locks(tmp_path):
     (d / ".lock").write_text(f"{dead}@{socket.gethostname()}")
     assert acquire_lock(d)  # stale lock taken over
     release_lock(d)
+
+
+def test_a_config_key_added_since_does_not_invalidate_finished_runs(tmp_path):
+    # runs finished before a key joined DEFAULTS have no such key in their fingerprint: it counts as the
+    # default value; a run trained with a non-default value of it is still refused
+    from boxloss.engine.config import DEFAULTS
+
+    trainer = FakeTrainer()
+    cfg = {"train": {"epochs": 3}}
+    run_sweep(cfg, [("iou", 0)], tmp_path, coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    path = run_dir(tmp_path, "iou", 0) / "result.json"
+    result = json.loads(path.read_text())
+    result["fingerprint"]["model"] = {k: v for k, v in DEFAULTS["model"].items() if k != "box_head"}
+    path.write_text(json.dumps(result))
+    status = run_sweep({**cfg, "model": dict(DEFAULTS["model"])}, [("iou", 0)], tmp_path, coco_gt=GT, train_fn=trainer,
+                       log=lambda *a: None)
+    assert status == {("iou", 0): "reused"}
+    with pytest.raises(RuntimeError, match="model.box_head"):
+        run_sweep({**cfg, "model": {**DEFAULTS["model"], "box_head": "distribution"}}, [("iou", 0)], tmp_path, coco_gt=GT,
+                  train_fn=trainer, log=lambda *a: None)
