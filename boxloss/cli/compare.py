@@ -31,6 +31,11 @@ Several processes or GPUs: give each process a disjoint part, then write the rep
 On one CPU machine, ``--jobs N`` does the same in one command: N shards at once, each with cores/N
 threads, then the report (faster than one process for this small model; see docs/benchmarks.md).
 
+On a Ray cluster (``pip install 'boxloss[ray]'``; the output folder on storage every node shares), each run
+is a Ray task, retried if its worker dies; the report is written once all are done::
+
+    boxloss-compare --config C --output-dir /shared/D --executor ray --ray-address auto --cpus-per-run 4 --gpus-per-run 1
+
 ``--only loss=ciou,seed=1`` (repeat a key to pick several: ``loss=iou,loss=giou``) runs a chosen part.
 ``--report-only --allow-missing`` reports whatever has finished (e.g. at a deadline) and lists the
 missing runs at the top of report.md. All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
@@ -52,6 +57,7 @@ from boxloss.engine.sweep import (build_report, discover_runs, missing_runs, pla
                                   write_plan)
 from boxloss.engine.sweep_jobs import run_jobs
 from boxloss.engine.sweep_progress import format_progress, progress_key
+from boxloss.engine.sweep_ray import RayNotInstalled, import_ray, run_ray
 from boxloss.evaluation import BACKENDS, STAT_NAMES
 from boxloss.evaluation.comparison_tables import format_comparison_table
 from boxloss.evaluation.report import format_table
@@ -94,6 +100,20 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at once, each with cores/N threads (a small CPU model trains faster so); "
                         "output of each in OUTPUT_DIR/job<i>.log")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the runs train: local (this machine, --jobs N at once; the default) or ray (one Ray task "
+                        "per run on a Ray cluster, the output folder on shared storage; pip install 'boxloss[ray]'; "
+                        "docs/protocol.md, \"Sweeps on a Ray cluster\")")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: the cluster (auto: the one `ray start` joined on this machine; HOST:6379); "
+                        "default $RAY_ADDRESS, else a new Ray instance on this machine for the command")
+    p.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                   help="with --executor ray: CPUs each run reserves, and its train.threads unless --set gives them (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="with --executor ray: GPUs each run reserves (default 0; a fraction shares a GPU)")
+    p.add_argument("--max-retries", type=int, default=None, metavar="N",
+                   help="with --executor ray: restarts of a run whose worker process or node dies, from its last "
+                        "checkpoint (default 2); an error raised by training is reported, not retried")
     p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # set for the --jobs children
     p.add_argument("--report-only", nargs="?", const=True, default=False, metavar="DIR",
                    help="train nothing; write the report from finished runs (of DIR, default --output-dir)")
@@ -176,18 +196,40 @@ def main(argv=None) -> int:
         mine = select_runs(runs, only=parse_only(args.only), shard=parse_shard(args.shard))
         if args.jobs < 1 or (args.jobs > 1 and args.shard):
             raise ValueError(f"--jobs {args.jobs}: expected N >= 1, and not together with --shard")
+        ray_flags = {"--ray-address": args.ray_address, "--cpus-per-run": args.cpus_per_run,
+                     "--gpus-per-run": args.gpus_per_run, "--max-retries": args.max_retries}
+        if args.executor != "ray" and any(v is not None for v in ray_flags.values()):
+            raise ValueError(f"{', '.join(k for k, v in ray_flags.items() if v is not None)}: only with --executor ray")
+        if args.executor == "ray" and not args.report_only:
+            if args.jobs > 1:
+                raise ValueError(f"--jobs {args.jobs}: not with --executor ray (Ray trains as many runs at once as the "
+                                 "cluster's resources allow; see --cpus-per-run)")
+            import_ray()  # before anything is written: a one-line error naming the extra
         if not args.report_only and not args.no_report:  # the parent of --jobs children writes it once
             write_plan(args.output_dir, list(dict.fromkeys(l for l, _ in runs)), sorted({s for _, s in runs}))
-        if args.jobs > 1 and not args.report_only:
+        if (args.jobs > 1 or args.executor == "ray") and not args.report_only:
             shown = {}
 
-            def progress():  # a new block when a run starts an epoch or finishes, not at every loss value
+            def progress(jobs=args.jobs):  # a new block when a run starts an epoch or finishes, not at every loss value
                 key = progress_key(runs, args.output_dir, cfg["train"]["epochs"])
                 if key != shown.get("key"):
                     shown["key"] = key
-                    shown["text"] = format_progress(runs, args.output_dir, cfg["train"]["epochs"], jobs=args.jobs)
+                    shown["text"] = format_progress(runs, args.output_dir, cfg["train"]["epochs"], jobs=jobs)
                 return shown["text"]
 
+        if args.executor == "ray" and not args.report_only:
+            outcomes = run_ray(cfg, mine, args.output_dir, backend=args.backend, address=args.ray_address,
+                               cpus_per_run=1 if args.cpus_per_run is None else args.cpus_per_run,
+                               gpus_per_run=0.0 if args.gpus_per_run is None else args.gpus_per_run,
+                               max_retries=2 if args.max_retries is None else args.max_retries, progress=progress)
+            failed = [f"{l} seed {s}: {o['error']}" for (l, s), o in outcomes.items() if o["status"] == "failed"]
+            locked = [f"{l} seed {s}" for (l, s), o in outcomes.items() if o["status"] == "locked"]
+            if locked:
+                print(f"[sweep] busy in another process, skipped: {', '.join(locked)}")
+            if failed:
+                raise TrainingError(f"{len(failed)} of {len(outcomes)} runs failed (the others finished; the same "
+                                    "command retrains only what is missing): " + "; ".join(failed))
+        elif args.jobs > 1 and not args.report_only:
             codes = run_jobs(sys.argv[1:] if argv is None else list(argv), args.jobs, args.output_dir, CHILD_SCRIPT,
                              progress=progress)
             if any(codes):
@@ -207,7 +249,7 @@ def main(argv=None) -> int:
             return 0
         out = build_report(cfg, runs, args.output_dir, allow_missing=args.allow_missing, baseline=args.baseline,
                            metric=args.metric, alpha=args.alpha, n_bootstrap=args.bootstrap)
-    except (ConfigError, DatasetError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, DatasetError, ValueError, FileNotFoundError, RayNotInstalled) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (TrainingError, RuntimeError) as err:
