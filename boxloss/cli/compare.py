@@ -15,6 +15,12 @@ correction and a verdict ("better" / "worse" / "not established", with the seeds
 then where the differences come from (AP per IoU threshold, TIDE errors, IoU of true positives).
 docs/protocol.md, "Verdicts", has the rule.
 
+Compare whole recipes, not only box losses: ``--variant NAME:KEY=VALUE[,KEY=VALUE...]`` names a config change
+that is run and reported like a loss (the config plus its changes), e.g. CIoU with and without DFL::
+
+    python scripts/compare_losses.py --config configs/default.yaml --seeds 3 --losses ciou,ciou_dfl \
+        --variant ciou_dfl:loss.box_loss=ciou,model.box_head=distribution
+
 Re-analyse finished runs without training (e.g. an old sweep folder, or with another baseline)::
 
     boxloss-compare --report-only runs/compare --baseline giou
@@ -52,9 +58,9 @@ import sys
 
 from boxloss.boxes import available_box_losses
 from boxloss.data import DatasetError
-from boxloss.engine import ConfigError, TrainingError, load_config
-from boxloss.engine.sweep import (build_report, discover_runs, missing_runs, plan_runs, run_sweep, select_runs, sweep_config,
-                                  write_plan)
+from boxloss.engine import ConfigError, TrainingError, load_config, merge_config
+from boxloss.engine.sweep import (VARIANTS, build_report, discover_runs, missing_runs, parse_variants, plan_runs, run_sweep,
+                                  select_runs, sweep_config, write_plan)
 from boxloss.engine.sweep_jobs import run_jobs
 from boxloss.engine.sweep_progress import format_progress, progress_key
 from boxloss.engine.sweep_ray import RayNotInstalled, import_ray, run_ray
@@ -93,6 +99,9 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=BACKENDS, default="hotcoco",
                    help="COCO evaluator of each finished run's result.json (default hotcoco; pycocotools, the reference, gives "
                         "the same numbers); the report's analyses always use hotcoco")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="a named config change compared like a box loss, e.g. ciou_dfl:model.box_head=distribution "
+                        "(the config plus its changes; repeat a name to add more); list NAME in --losses")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. optim.lr=0.01 (may be repeated)")
     p.add_argument("--only", default=None, metavar="loss=L,seed=S", help="run only these runs, e.g. loss=ciou,seed=1")
@@ -167,9 +176,14 @@ def plan_from_args(args) -> tuple[dict, list[tuple[str, int]]]:
     found = discover_runs(args.output_dir) if from_folder else []
     losses = ([name.strip() for name in args.losses.split(",") if name.strip()] if args.losses is not None
               else list(dict.fromkeys(l for l, _ in found)) if found else DEFAULT_LOSSES.split(","))
-    unknown = [name for name in losses if name not in available_box_losses()]
-    if unknown or not losses:
-        raise ValueError(f"--losses: unknown box loss(es) {unknown}; accepted: {', '.join(available_box_losses())}")
+    variants = parse_variants(args.variant)
+    clash = sorted(set(variants) & set(available_box_losses()))
+    if clash:
+        raise ValueError(f"--variant {clash[0]}: the name of a box loss; give the variant another name")
+    unknown = [name for name in losses if name not in available_box_losses() and name not in variants]
+    if (unknown and not args.report_only) or not losses:
+        raise ValueError(f"--losses: unknown box loss(es) or variant(s) {unknown}; accepted: "
+                         f"{', '.join(available_box_losses())}{' and the variants ' + ', '.join(variants) if variants else ''}")
     if args.seeds is not None and args.seeds < 1:
         raise ValueError("--seeds must be >= 1")
     seeds = (args.seeds if args.seeds is not None else sorted({s for _, s in found}) if found else 3)
@@ -180,6 +194,13 @@ def plan_from_args(args) -> tuple[dict, list[tuple[str, int]]]:
         cfg = sweep_config(args.output_dir, runs)
     else:
         cfg = build_config(args)
+    for name, changes in variants.items():
+        try:
+            merge_config(cfg, changes)  # a bad key or value is an error now, not in a run an hour from now
+        except ConfigError as err:
+            raise ConfigError(f"--variant {name}: {err}") from None
+    if variants:
+        cfg[VARIANTS] = variants
     if args.baseline is not None and args.baseline not in losses:
         raise ValueError(f"--baseline {args.baseline}: not among the compared losses ({', '.join(losses)})")
     return cfg, runs
@@ -206,7 +227,8 @@ def main(argv=None) -> int:
                                  "cluster's resources allow; see --cpus-per-run)")
             import_ray()  # before anything is written: a one-line error naming the extra
         if not args.report_only and not args.no_report:  # the parent of --jobs children writes it once
-            write_plan(args.output_dir, list(dict.fromkeys(l for l, _ in runs)), sorted({s for _, s in runs}))
+            write_plan(args.output_dir, list(dict.fromkeys(l for l, _ in runs)), sorted({s for _, s in runs}),
+                       cfg.get(VARIANTS))
         if (args.jobs > 1 or args.executor == "ray") and not args.report_only:
             shown = {}
 

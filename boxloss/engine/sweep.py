@@ -68,11 +68,50 @@ def run_dir(out_dir, loss: str, seed: int) -> Path:
     return Path(out_dir) / loss / f"seed{seed}"
 
 
+VARIANTS = "variants"  # key of the base config holding the sweep's named variants (not an engine setting)
+
+
+def parse_variants(specs) -> dict:
+    """``["ciou_dfl:loss.box_loss=ciou,model.box_head=distribution", "ciou_dfl:loss.dfl_weight=0.5"]`` ->
+    ``{"ciou_dfl": {"loss": {"box_loss": "ciou", "dfl_weight": 0.5}, "model": {"box_head": "distribution"}}}``:
+    named config changes a sweep compares like box losses (a spec's ``KEY=VALUE`` pairs are separated
+    by commas before the next ``section.key=``; repeating a name adds to it)."""
+    import re
+
+    from .config import ConfigError, parse_override
+
+    out: dict = {}
+    for spec in specs or ():
+        name, sep, rest = spec.partition(":")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or not rest.strip():
+            raise ConfigError(f"--variant {spec!r}: expected NAME:section.key=value[,section.key=value...], "
+                              "NAME of letters, digits and _ . + -")
+        changes = out.setdefault(name, {})
+        for item in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*=)", rest):
+            override = parse_override(item.strip())
+            _merge_dicts(changes, override)
+    return out
+
+
+def _merge_dicts(base: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_dicts(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
 def run_config(base_cfg: dict, loss: str, seed: int, directory, resume=None) -> dict:
     """The base config with only ``loss.box_loss``, ``train.seed``, ``train.output_dir`` and
-    ``train.resume`` changed."""
+    ``train.resume`` changed; for a name of the base config's ``variants``, that variant's changes
+    instead of ``loss.box_loss`` (a variant is the base config plus its own changes)."""
     cfg = copy.deepcopy(base_cfg)
-    cfg.setdefault("loss", {})["box_loss"] = loss
+    variants = cfg.pop(VARIANTS, None) or {}
+    if loss in variants:
+        _merge_dicts(cfg, variants[loss])
+    else:
+        cfg.setdefault("loss", {})["box_loss"] = loss
     train = cfg.setdefault("train", {})
     train["seed"] = int(seed)
     train["output_dir"] = os.fspath(directory)
@@ -323,12 +362,14 @@ def _val_coco(cfg: dict):
 PLAN = "sweep.json"
 
 
-def write_plan(out_dir, losses, seeds) -> None:
+def write_plan(out_dir, losses, seeds, variants: dict | None = None) -> None:
     """Record the sweep's losses (in the order given: the first is the default baseline) and seeds in
     ``out_dir/sweep.json``, so ``--report-only DIR`` can rebuild the report without the command line."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     path = Path(out_dir) / PLAN
     plan = {"losses": list(losses), "seeds": [int(s) for s in seeds]}
+    if variants:
+        plan[VARIANTS] = variants
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -337,6 +378,8 @@ def write_plan(out_dir, losses, seeds) -> None:
         # a later command may add losses or seeds to the same folder: keep the union, old order first
         plan["losses"] = list(dict.fromkeys([*old.get("losses", []), *plan["losses"]]))
         plan["seeds"] = sorted(set(old.get("seeds", [])) | set(plan["seeds"]))
+        if old.get(VARIANTS) or variants:
+            plan[VARIANTS] = {**old.get(VARIANTS, {}), **(variants or {})}
     tmp = path.with_name(f"{PLAN}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)  # atomic: concurrent shards never read half a file

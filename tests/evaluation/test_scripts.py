@@ -247,3 +247,16 @@ def test_eval_det_evaluates_a_bf16_run_in_bf16(tmp_path, cache, capsys):
                 "--device", "cpu"] + ([] if amp == "bf16" else ["--amp", amp])
         assert main(args) == 0
         assert (json.loads((tmp_path / amp / "detections.json").read_text()) == engine) is same, amp
+
+
+def test_variant_flag_errors_are_one_line(tmp_path, capsys):
+    main = script("compare_losses.py")
+    out = str(tmp_path / "v")
+    assert main(["--config", SMOKE, "--losses", "ciou,ciou_dfl", "--variant", "ciou_dfl:model.box_hed=distribution",
+                 "--output-dir", out]) == 2
+    assert "--variant ciou_dfl: unknown config key model.box_hed" in capsys.readouterr().err
+    assert main(["--config", SMOKE, "--losses", "ciou,giou", "--variant", "giou:model.box_head=distribution",
+                 "--output-dir", out]) == 2
+    assert "the name of a box loss" in capsys.readouterr().err
+    assert main(["--config", SMOKE, "--losses", "ciou,dfl", "--output-dir", out]) == 2
+    assert "unknown box loss(es) or variant(s) ['dfl']" in capsys.readouterr().err

@@ -181,3 +181,24 @@ def test_a_config_key_added_since_does_not_invalidate_finished_runs(tmp_path):
     with pytest.raises(RuntimeError, match="model.box_head"):
         run_sweep({**cfg, "model": {**DEFAULTS["model"], "box_head": "distribution"}}, [("iou", 0)], tmp_path, coco_gt=GT,
                   train_fn=trainer, log=lambda *a: None)
+
+
+def test_variants_are_run_and_named_like_losses(tmp_path):
+    from boxloss.engine.sweep import VARIANTS, parse_variants, run_config
+
+    variants = parse_variants(["ciou_dfl:loss.box_loss=ciou,model.box_head=distribution",
+                               "ciou_dfl:loss.dfl_weight=0.5", "wide:model.scale_ranges=[32,96],train.epochs=4"])
+    assert variants == {"ciou_dfl": {"loss": {"box_loss": "ciou", "dfl_weight": 0.5}, "model": {"box_head": "distribution"}},
+                        "wide": {"model": {"scale_ranges": [32, 96]}, "train": {"epochs": 4}}}
+    base = {"loss": {"box_loss": "giou"}, "model": {"box_head": "distances"}, "train": {}, VARIANTS: variants}
+    cfg = run_config(base, "ciou_dfl", 1, tmp_path / "x")
+    assert VARIANTS not in cfg and cfg["loss"] == {"box_loss": "ciou", "dfl_weight": 0.5}
+    assert cfg["model"]["box_head"] == "distribution" and cfg["train"]["seed"] == 1
+    assert run_config(base, "diou", 0, tmp_path / "y")["loss"]["box_loss"] == "diou"  # a plain loss as before
+    assert base[VARIANTS]["ciou_dfl"]["loss"]["box_loss"] == "ciou"  # the base config is not modified
+    trainer = FakeTrainer()
+    run_sweep({"train": {"epochs": 3}, VARIANTS: {"giou_x": {"loss": {"box_loss": "giou"}}}}, [("giou_x", 0)], tmp_path,
+              coco_gt=GT, train_fn=trainer, log=lambda *a: None)
+    assert trainer.calls == [("giou", 0, None)] and (run_dir(tmp_path, "giou_x", 0) / "result.json").is_file()
+    with pytest.raises(Exception, match="NAME:section.key=value"):
+        parse_variants(["no-colon"])
