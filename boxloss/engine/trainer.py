@@ -114,10 +114,12 @@ def _resolve_resume(cfg: dict) -> str | None:
 
 
 def _check_resume_config(cfg: dict, saved: dict) -> None:
+    """Refuse to resume under other model/loss/data settings. A key absent from an older checkpoint (added
+    to DEFAULTS since) counts as its default value, as in the sweep's fingerprint."""
     for section in ("model", "loss", "data"):
-        if saved.get(section) != cfg[section]:
-            changed = sorted(k for k in set(cfg[section]) | set(saved.get(section, {}))
-                             if cfg[section].get(k) != saved.get(section, {}).get(k))
+        old = {**DEFAULTS.get(section, {}), **saved.get(section, {})}
+        if old != cfg[section]:
+            changed = sorted(k for k in set(cfg[section]) | set(old) if cfg[section].get(k) != old.get(k))
             raise ConfigError(f"--resume: the checkpoint was trained with different {section} settings "
                               f"({', '.join(f'{section}.{k}' for k in changed)}); resume with the same config")
 

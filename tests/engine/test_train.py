@@ -11,6 +11,7 @@ import torch
 import boxloss.engine.loop as train_mod  # train_one_epoch builds the per-epoch loaders
 from boxloss.data import CocoDetection, build_dataloader, build_val_transforms, letterbox_params
 from boxloss.engine import COLUMNS, TrainingError, load_checkpoint, merge_config, predict_coco, train
+from boxloss.engine.config import DEFAULTS
 from boxloss.evaluation.coco_eval import STAT_NAMES, evaluate_coco
 from boxloss.model import Detector
 
@@ -170,6 +171,19 @@ def test_resume_with_a_different_loss_is_refused(tiny_cfg):
         train(merge_config(cfg, {"loss": {"box_loss": "giou"}, "train": {"resume": "last", "epochs": 2}}))
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         train(merge_config(cfg, {"train": {"resume": "/nonexistent/ckpt.pt"}}))
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_new_default_key():
+    """A checkpoint saved before model.box_head / model.reg_max existed resumes under their defaults, and
+    only under them (the sweep's fingerprint applies the same rule)."""
+    from boxloss.engine.trainer import _check_resume_config
+
+    cfg = merge_config(DEFAULTS, {})
+    saved = copy.deepcopy(cfg)
+    del saved["model"]["box_head"], saved["model"]["reg_max"]
+    _check_resume_config(cfg, saved)
+    with pytest.raises(ValueError, match=r"different model settings \(model.box_head\)"):
+        _check_resume_config(merge_config(cfg, {"model": {"box_head": "distribution"}}), saved)
 
 
 def _nan_losses(count):
