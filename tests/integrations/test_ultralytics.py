@@ -117,3 +117,17 @@ def test_training_iterations_change_the_weights(yolo_data, tmp_path):
     assert set(params) <= set(start)
     changed = [n for n, p in params.items() if not torch.equal(p.detach(), start[n])]
     assert len(changed) > len(params) // 2, f"{len(changed)} of {len(params)} parameters changed"
+
+
+def test_cli_unknown_loss_is_one_line(capsys):
+    import importlib
+    import sys
+
+    sys.path.insert(0, "scripts")
+    try:
+        train_yolo = importlib.import_module("train_yolo")
+    finally:
+        sys.path.remove("scripts")
+    assert train_yolo.main(["--box-loss", "nope", "model=yolo11n.yaml", "data=x.yaml", "epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: unknown box loss 'nope'; accepted: ") and "siou" in err
