@@ -4,8 +4,8 @@
     YOLO_OFFLINE=1 python scripts/bench_yolo_loss.py --model yolo11n.yaml --imgsz 640 --batch 8 --threads 2
 
 One forward of the model (random init, random images) gives the head outputs; the targets are random
-valid boxes (--boxes per image, 8 to 40 % of the image side, nc=80). Then, alternating the two
-criteria `--repeats` times after `--warmup` calls each, it times:
+valid boxes (--boxes per image, 8 to 40 % of the image side, nc=80). Then, interleaving the two
+(each goes first in every other round) `--repeats` times after `--warmup` calls each, it times:
 
 - criterion: forward + backward of the whole criterion (`v8DetectionLoss.loss`: assignment, BCE, box
   term, DFL) with respect to the head outputs;
@@ -112,12 +112,11 @@ def main(argv=None) -> int:
         ciou_loss(p, t_fg, weight=w, avg_factor=w.sum()).backward()
 
     times = {name: [] for name in ("crit_ref", "crit_ours", "term_ref", "term_ours")}
-    for _ in range(args.repeats):  # alternate, so drift of the machine hits both alike
-        times["crit_ref"].append(_time(lambda: criterion_step(ref), args.warmup))
-        times["crit_ours"].append(_time(lambda: criterion_step(ours), args.warmup))
-        times["term_ref"].append(_time(ref_term, args.warmup))
-        times["term_ours"].append(_time(our_term, args.warmup))
-        args.warmup = 0
+    steps = {"crit_ref": lambda: criterion_step(ref), "crit_ours": lambda: criterion_step(ours),
+             "term_ref": ref_term, "term_ours": our_term}
+    for rep in range(args.repeats):  # interleaved, first one then the other first: drift hits both alike
+        for key in (list(steps) if rep % 2 == 0 else ["crit_ours", "crit_ref", "term_ours", "term_ref"]):
+            times[key].append(_time(steps[key], args.warmup if rep < 2 else 0))
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     print(f"model {args.model}, imgsz {args.imgsz}, batch {args.batch}, {args.boxes} boxes/image, "
           f"{len(p_fg)} foreground anchors, torch {torch.__version__}, {torch.get_num_threads()} threads, "
