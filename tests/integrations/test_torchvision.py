@@ -59,6 +59,9 @@ def test_fcos_giou_matches_torchvision():
     ours = _losses_and_grads(model)
     assert ref[0]["bbox_regression"] > 0.1
     _assert_same(ours, ref)
+    other, _ = _losses_and_grads(with_box_loss(model, "diou"))  # the loss really is ours: DIoU != GIoU
+    assert abs(other["bbox_regression"] - ref[0]["bbox_regression"]) > 1e-3
+    torch.testing.assert_close(other["classification"], ref[0]["classification"], rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["giou", "ciou"])
