@@ -38,6 +38,10 @@ The newer losses (NEWER_LOSSES: eiou ... shape_iou) have no torchvision counterp
 column is "-"); each runs with its defaults, MPDIoU with img_size = (150, 150) (the extent of the boxes
 `make_boxes` draws), and "wiou_v3" is the `WIoUv3Loss` module in training mode, as training uses it:
 the running-mean update (a no-grad IoU pass and a few scalar ops) is part of the time.
+
+UNFUSED_LOSSES (NWD with C = 25, Focaler-IoU, PIoU, PIoU v2, Balanced L1 on the raw coordinates) have no
+fused kernel: their "fused" columns are "-", and "reference+compile" against "reference" shows what
+inductor already gains without one.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ from boxloss import boxes as B
 
 LOSSES = ("iou", "giou", "diou", "ciou", "smooth_l1")
 NEWER_LOSSES = ("eiou", "focal_eiou", "siou", "alpha_iou", "wiou_v1", "wiou_v3", "mpdiou", "inner_iou", "shape_iou")
+# Box losses with no fused kernel (yet): their "fused" columns are "-", and the rows show what a kernel
+# would have to beat, eager and compiled.
+UNFUSED_LOSSES = ("nwd", "focaler_iou", "piou", "piou_v2", "balanced_l1")
 IMPLS = ("torchvision", "reference", "fused")
 COMPILED_IMPLS = tuple(f"{impl}+compile" for impl in IMPLS)
 # The ratios the kernels are judged by, with their targets, in the order of the --compile table's columns
@@ -74,17 +81,28 @@ _OURS = {
     "shape_iou": B.shape_iou_loss,
 }
 
+# NWD's constant C is dataset-dependent (the paper's 12.8 for AI-TOD); the boxes of `make_boxes` have
+# sides 1-50, so C = 25 keeps the similarity away from both ends.
+_UNFUSED = {
+    "nwd": lambda p, t: B.nwd_loss(p, t, constant=25.0, reduction="mean"),
+    "focaler_iou": lambda p, t: B.focaler_iou_loss(p, t, reduction="mean"),
+    "piou": lambda p, t: B.piou_loss(p, t, reduction="mean"),
+    "piou_v2": lambda p, t: B.piou_v2_loss(p, t, reduction="mean"),
+    "balanced_l1": lambda p, t: B.balanced_l1_loss(p, t, reduction="mean"),
+}
+
 
 def check_losses(names) -> list[str]:
     """`names` if every one is a benchmarked loss, else ValueError listing the accepted names."""
-    unknown = [n for n in names if n not in LOSSES + NEWER_LOSSES]
+    known = LOSSES + NEWER_LOSSES + UNFUSED_LOSSES
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown loss(es) {', '.join(unknown)}; accepted: {', '.join(LOSSES + NEWER_LOSSES)}")
+        raise ValueError(f"unknown loss(es) {', '.join(unknown)}; accepted: {', '.join(known)}")
     return list(names)
 
 
 def _torchvision_fn(name):
-    if name in NEWER_LOSSES:
+    if name in NEWER_LOSSES + UNFUSED_LOSSES:
         return None
     if name == "smooth_l1":  # no torchvision op: torch's own one-kernel F.smooth_l1_loss is the baseline
         import torch.nn.functional as F
@@ -121,6 +139,8 @@ def loss_fn(name: str, impl: str, *, compile_backend: str = "inductor"):
         return None if fn is None else torch.compile(fn, fullgraph=True, dynamic=False, backend=compile_backend)
     if impl == "torchvision":
         return _torchvision_fn(name)
+    if name in UNFUSED_LOSSES:
+        return None if impl == "fused" else _UNFUSED[name]
     if name == "wiou_v3":
         return B.WIoUv3Loss(impl=impl).train()
     if name == "mpdiou":

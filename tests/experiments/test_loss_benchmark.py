@@ -1,6 +1,7 @@
 """Smoke tests of the loss benchmark (boxloss.experiments.loss_benchmark and scripts/bench_losses.py); no
 timing assertions: speed is measured by the script, not by tests."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,22 @@ def test_newer_losses_in_the_benchmark():
         torch.testing.assert_close(ref, fus, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="accepted: iou, giou"):
         run_benchmark(["eiou", "fiou"], sizes=[64], dtypes=["float32"], rounds=1, memory=False)
+
+
+def test_unfused_losses_in_the_benchmark():
+    """The box losses without a kernel time their reference only (eager and compiled), and it is the
+    library's own function with the benchmark's arguments."""
+    from boxloss import boxes as B
+    from boxloss.experiments.loss_benchmark import UNFUSED_LOSSES
+
+    rows = run_benchmark(["nwd", "balanced_l1"], sizes=[64], dtypes=["float32"], rounds=1, memory=False)
+    assert [set(r["seconds"]) for r in rows] == [{"reference"}] * 2
+    assert re.search(r"\| balanced_l1 \| 6e\+01 \| float32 \| - \| [0-9.]+ \| - \|", format_markdown(rows))
+    p, t = make_boxes(1000)
+    for name in UNFUSED_LOSSES:
+        assert loss_fn(name, "torchvision") is None and loss_fn(name, "fused") is None
+    torch.testing.assert_close(loss_fn("nwd", "reference")(p, t), B.nwd_loss(p, t, constant=25.0))
+    torch.testing.assert_close(loss_fn("piou_v2", "reference")(p, t), B.piou_v2_loss(p, t))
 
 
 NEEDS_CPP = pytest.mark.skipif(not cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
