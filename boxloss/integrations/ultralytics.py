@@ -23,9 +23,10 @@ anchor in strides, as boxloss' own detector does (boxloss/model/detector.py, ENC
 
 What stays fixed, whatever the box loss: DFL (or the L1 distance term of reg_max=1 heads), the BCE
 classification term and its class weights, the gains, the target-score weighting above, and the
-assignment. Ultralytics' TaskAlignedAssigner ranks candidate anchors by s^0.5 * CIoU^6 (alpha=0.5,
-beta=6.0); we leave it on CIoU for every loss, so that a comparison changes the loss only and not
-which anchors are trained. End-to-end heads (YOLO26, YOLOv10-style one2one branch) use Ultralytics'
+assignment rule. Ultralytics' TaskAlignedAssigner ranks candidate anchors by s^0.5 * CIoU^6 of the
+predicted boxes (alpha=0.5, beta=6.0); we leave it on CIoU for every loss, so that a comparison changes
+the loss, not the rule. (Because the rule scores predictions, which anchors are positive still depends
+on the model state, hence indirectly on the loss it was trained with.) End-to-end heads (YOLO26, YOLOv10-style one2one branch) use Ultralytics'
 E2ELoss around two of our criteria.
 
 Hooks used (no Ultralytics file is edited or patched): `BoxlossDetectionTrainer.get_model` (a
