@@ -117,3 +117,26 @@ def test_unknown_loss_is_one_line_listing_the_names():
     assert "\n" not in msg and msg.startswith("unknown box loss 'nope'; accepted: ") and "ciou" in msg
     with pytest.raises(ValueError, match="supports torchvision FCOS, RetinaNet and Faster R-CNN"):
         with_box_loss(torch.nn.Linear(2, 2), "giou")
+
+
+@pytest.mark.parametrize("name", __import__("boxloss.boxes", fromlist=["x"]).available_box_losses())
+def test_every_registry_loss_runs_in_the_fcos_head(name):
+    from torchvision.models.detection.fcos import FCOSHead
+
+    kwargs = {"nwd": {"constant": 12.8}, "mpdiou": {"img_size": (64, 64)}}.get(name, {})
+    torch.manual_seed(0)
+    head = BoxlossFCOSHead(FCOSHead(32, 1, 3, num_convs=1), name, **kwargs)
+    features = [torch.rand(2, 32, 8, 8)]
+    outputs = head(features)
+    ys, xs = torch.meshgrid(torch.arange(8) * 8.0 + 4, torch.arange(8) * 8.0 + 4, indexing="ij")
+    centres = torch.stack([xs.flatten(), ys.flatten()], 1)
+    anchors = [torch.cat([centres - 4, centres + 4], 1)] * 2
+    targets = [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 30.0], [20.0, 20.0, 60.0, 62.0]]),
+                "labels": torch.tensor([1, 2])}] * 2
+    matched = [torch.where(torch.rand(64, generator=torch.Generator().manual_seed(i)) < 0.3,
+                           torch.randint(0, 2, (64,)), -1) for i in range(2)]
+    losses = head.compute_loss(targets, outputs, anchors, matched)
+    losses["bbox_regression"].backward()
+    grad = head.regression_head.bbox_reg.weight.grad
+    assert torch.isfinite(losses["bbox_regression"]) and losses["bbox_regression"] > 0
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0

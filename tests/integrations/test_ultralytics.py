@@ -131,3 +131,26 @@ def test_cli_unknown_loss_is_one_line(capsys):
     assert train_yolo.main(["--box-loss", "nope", "model=yolo11n.yaml", "data=x.yaml", "epochs=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: unknown box loss 'nope'; accepted: ") and "siou" in err
+
+
+EXTRA_ARGS = {"nwd": {"constant": 12.8}}
+
+
+@pytest.fixture(scope="module")
+def head_outputs():
+    model = _model("yolo11n.yaml")
+    with torch.no_grad():  # shared by the tests: no graph of the model to free
+        return model, model(torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("name", __import__("boxloss.boxes", fromlist=["x"]).available_box_losses())
+def test_every_registry_loss_runs_in_the_criterion(head_outputs, name):
+    model, preds = head_outputs
+    criterion = BoxlossDetectionModel.init_criterion(_as_ours(model, name, EXTRA_ARGS.get(name)))
+    leaf = preds["boxes"].clone().requires_grad_(True)
+    loss, _ = criterion.loss({**preds, "boxes": leaf}, _batch())
+    loss.sum().backward()
+    assert torch.isfinite(loss).all() and loss[0] > 0
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    if name == "mpdiou":  # img_size defaults to the training imgsz
+        assert criterion.bbox_loss.box_loss.kwargs["img_size"] == (640, 640)
