@@ -3,6 +3,8 @@
 import pytest
 import torch
 from torchvision.models import detection
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from boxloss.integrations.torchvision import (
     BoxlossFCOSHead,
@@ -14,6 +16,14 @@ from boxloss.integrations.torchvision import (
 )
 
 SMALL = {"min_size": 96, "max_size": 128, "num_classes": 4}
+
+
+def _small(cls):
+    """torchvision's FCOS or RetinaNet on a ResNet-18 FPN (P3-P7, as the ResNet-50 builders): fast on 2 cores."""
+    torch.manual_seed(0)
+    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
+                                   returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+    return cls(backbone, **SMALL)
 
 
 def _data(seed=0, n=2):
@@ -50,8 +60,7 @@ def _assert_same(ours, ref, rtol=1e-5):
 
 
 def test_fcos_giou_matches_torchvision():
-    torch.manual_seed(0)
-    model = detection.fcos_resnet50_fpn(weights=None, weights_backbone=None, **SMALL)
+    model = _small(detection.FCOS)
     ref = _losses_and_grads(model)
     keys = set(model.state_dict())
     with_box_loss(model, "giou")
@@ -66,8 +75,7 @@ def test_fcos_giou_matches_torchvision():
 
 @pytest.mark.parametrize("kind", ["giou", "ciou"])
 def test_retinanet_matches_torchvision_loss_type(kind):
-    torch.manual_seed(0)
-    model = detection.retinanet_resnet50_fpn(weights=None, weights_backbone=None, **SMALL)
+    model = _small(detection.RetinaNet)
     model.head.regression_head._loss_type = kind
     ref = _losses_and_grads(model)
     with_box_loss(model, kind)
@@ -88,10 +96,20 @@ def test_faster_rcnn_smooth_l1_matches_fastrcnn_loss():
     _assert_same(ours, ref)
 
 
-@pytest.mark.parametrize("build, loss", [(fcos_resnet50_fpn, "siou"), (fasterrcnn_mobilenet_v3_large_fpn, "ciou")])
+def test_builders_use_our_heads():
+    model = fcos_resnet50_fpn("ciou", num_classes=3)
+    assert isinstance(model.head, BoxlossFCOSHead) and model.head.box_loss_name == "ciou"
+    assert type(model.backbone.body.bn1) is torch.nn.BatchNorm2d  # weights_backbone=None: nothing pretrained
+
+
+@pytest.mark.parametrize("build, loss", [
+    (lambda loss: with_box_loss(_small(detection.FCOS), loss), "siou"),
+    (lambda loss: with_box_loss(_small(detection.RetinaNet), loss), "eiou"),
+    (lambda loss: fasterrcnn_mobilenet_v3_large_fpn(loss, **SMALL), "ciou"),
+], ids=["fcos", "retinanet", "faster_rcnn"])
 def test_training_iterations(build, loss):
     torch.manual_seed(0)
-    model = build(loss, **SMALL)
+    model = build(loss)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()

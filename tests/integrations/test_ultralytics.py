@@ -99,7 +99,15 @@ def yolo_data(tmp_path_factory):
     return summary["data"]
 
 
-def test_training_iterations_change_the_weights(yolo_data, tmp_path):
+@pytest.fixture
+def keep_threads():
+    """Ultralytics' select_device sets torch's CPU threads to cpu_count - 1; give the next tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_iterations_change_the_weights(yolo_data, tmp_path, keep_threads):
     start = {}
 
     def snapshot(trainer):
