@@ -123,6 +123,9 @@ def parse_args(argv=None):
     p.add_argument("--max-retries", type=int, default=None, metavar="N",
                    help="with --executor ray: restarts of a run whose worker process or node dies, from its last "
                         "checkpoint (default 2); an error raised by training is reported, not retried")
+    p.add_argument("--detector", default="boxloss", metavar="boxloss|ultralytics:MODEL.yaml",
+                   help="the detector trained per run (default boxloss' own); ultralytics:yolo11n.yaml needs the "
+                        "extra boxloss[ultralytics] (docs/integrations.md); local, one process only")
     p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # set for the --jobs children
     p.add_argument("--report-only", nargs="?", const=True, default=False, metavar="DIR",
                    help="train nothing; write the report from finished runs (of DIR, default --output-dir)")
@@ -215,6 +218,14 @@ def main(argv=None) -> int:
         if args.quiet:
             cfg["train"]["progress"] = False
         mine = select_runs(runs, only=parse_only(args.only), shard=parse_shard(args.shard))
+        train_fn = None
+        if args.detector != "boxloss":  # boxloss/integrations/sweep_detectors.py; the default path is unchanged
+            from boxloss.integrations.sweep_detectors import make_train_fn
+
+            train_fn = make_train_fn(args.detector)
+            if args.jobs > 1 or args.executor == "ray":
+                raise ValueError(f"--detector {args.detector}: one local process only (not with --jobs or --executor ray)")
+            cfg["model"]["detector"] = args.detector  # in the runs' fingerprint: runs of another detector are refused
         if args.jobs < 1 or (args.jobs > 1 and args.shard):
             raise ValueError(f"--jobs {args.jobs}: expected N >= 1, and not together with --shard")
         ray_flags = {"--ray-address": args.ray_address, "--cpus-per-run": args.cpus_per_run,
@@ -257,7 +268,7 @@ def main(argv=None) -> int:
             if any(codes):
                 raise TrainingError(f"{sum(c != 0 for c in codes)} of {args.jobs} sweep processes failed (see above)")
         elif not args.report_only:
-            status = run_sweep(cfg, mine, args.output_dir, backend=args.backend)
+            status = run_sweep(cfg, mine, args.output_dir, backend=args.backend, train_fn=train_fn)
             locked = [f"{l} seed {s}" for (l, s), v in status.items() if v == "locked"]
             if locked:
                 print(f"[sweep] busy in another process, skipped: {', '.join(locked)}")
