@@ -47,6 +47,9 @@ is a Ray task, retried if its worker dies; the report is written once all are do
 missing runs at the top of report.md. All processes must use the same --config, --losses, --seeds and data flags. Runs on a shared folder
 (NFS) from several machines work too; each run folder is locked by the process training it.
 
+Other detectors: ``--detector ultralytics:yolo11n.yaml`` trains Ultralytics YOLO per run instead of boxloss' own
+detector (the extra boxloss[ultralytics]; boxloss/integrations/sweep_detectors.py, docs/integrations.md).
+
 All logic lives in ``boxloss.engine.sweep`` (training, resume, locks) and ``boxloss.evaluation``
 (COCO evaluation, report, plots).
 """
