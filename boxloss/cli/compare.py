@@ -48,7 +48,8 @@ missing runs at the top of report.md. All processes must use the same --config, 
 (NFS) from several machines work too; each run folder is locked by the process training it.
 
 Other detectors: ``--detector ultralytics:yolo11n.yaml`` trains Ultralytics YOLO per run instead of boxloss' own
-detector (the extra boxloss[ultralytics]; boxloss/integrations/sweep_detectors.py, docs/integrations.md).
+detector (the extra boxloss[ultralytics]), ``--detector torchvision:fcos_resnet50_fpn`` a torchvision detector
+from scratch on the engine's data, seeds and optimiser (boxloss/integrations/sweep_detectors.py, docs/integrations.md).
 
 All logic lives in ``boxloss.engine.sweep`` (training, resume, locks) and ``boxloss.evaluation``
 (COCO evaluation, report, plots).
@@ -126,9 +127,11 @@ def parse_args(argv=None):
     p.add_argument("--max-retries", type=int, default=None, metavar="N",
                    help="with --executor ray: restarts of a run whose worker process or node dies, from its last "
                         "checkpoint (default 2); an error raised by training is reported, not retried")
-    p.add_argument("--detector", default="boxloss", metavar="boxloss|ultralytics:MODEL.yaml",
+    p.add_argument("--detector", default="boxloss", metavar="boxloss|ultralytics:MODEL.yaml|torchvision:NAME",
                    help="the detector trained per run (default boxloss' own); ultralytics:yolo11n.yaml needs the "
-                        "extra boxloss[ultralytics] (docs/integrations.md); local, one process only")
+                        "extra boxloss[ultralytics]; torchvision:NAME trains torchvision's detector from scratch, NAME "
+                        "one of fcos_resnet50_fpn, retinanet_resnet50_fpn(_v2), fasterrcnn_resnet50_fpn(_v2), "
+                        "fasterrcnn_mobilenet_v3_large_fpn (docs/integrations.md); local, one process only")
     p.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # set for the --jobs children
     p.add_argument("--report-only", nargs="?", const=True, default=False, metavar="DIR",
                    help="train nothing; write the report from finished runs (of DIR, default --output-dir)")

@@ -1,7 +1,10 @@
-"""The per-loss sweep (compare_losses.py) on another detector: ``--detector ultralytics:MODEL.yaml``.
+"""The per-loss sweep (compare_losses.py) on another detector: ``--detector ultralytics:MODEL.yaml`` or
+``--detector torchvision:NAME``.
 
     python scripts/compare_losses.py --config configs/smoke.yaml --losses ciou,siou --seeds 2 \
         --detector ultralytics:yolo11n.yaml --output-dir runs/yolo_cmp
+    python scripts/compare_losses.py --config configs/smoke.yaml --losses ciou,siou --seeds 2 \
+        --detector torchvision:fcos_resnet50_fpn --output-dir runs/fcos_cmp
 
 `make_train_fn(spec)` returns the ``train_fn(cfg)`` that `boxloss.engine.sweep.run_sweep` calls for each
 (loss, seed) instead of the engine's ``train``. For Ultralytics it
@@ -19,9 +22,14 @@
    (``{"epoch": epochs}``) and ``log.csv`` (one train row per epoch from Ultralytics' results.csv:
    loss = box + cls + dfl).
 
+For torchvision (NAME: a builder of `integrations.torchvision`, listed in ``TORCHVISION``) it calls
+`torchvision_train.train_torchvision`: the engine's data, seeds, optimiser, schedule and gradient clipping,
+torchvision's model from scratch with the run's box loss, then the same three files (that module's
+docstring has the details).
+
 The sweep then evaluates and reports as for boxloss' own detector. Interrupted runs start again (no
-resume). One process only: not with ``--jobs`` or ``--executor ray``. ``--detector torchvision:...``
-is not implemented. Needs the extra: pip install -c constraints.txt -e ".[ultralytics]".
+resume). One process only: not with ``--jobs`` or ``--executor ray``. Ultralytics needs the extra:
+pip install -c constraints.txt -e ".[ultralytics]"; torchvision is a core dependency.
 """
 
 from __future__ import annotations
@@ -31,19 +39,24 @@ import json
 import os
 from pathlib import Path
 
-DETECTORS = ("boxloss", "ultralytics:MODEL.yaml")
+TORCHVISION = ("fcos_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
+               "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn")  # torchvision_train.DETECTORS
+DETECTORS = ("boxloss", "ultralytics:MODEL.yaml", "torchvision:NAME")
 LOG_FIELDS = ("kind", "epoch", "step", "time_s", "loss", "loss_box", "loss_cls", "loss_dfl")
 
 
 def parse_detector(spec: str) -> tuple[str, str | None]:
-    """"boxloss" -> ("boxloss", None); "ultralytics:yolo11n.yaml" -> ("ultralytics", "yolo11n.yaml")."""
+    """"boxloss" -> ("boxloss", None); "ultralytics:yolo11n.yaml" -> ("ultralytics", "yolo11n.yaml");
+    "torchvision:fcos_resnet50_fpn" -> ("torchvision", "fcos_resnet50_fpn")."""
     kind, _, arg = (spec or "boxloss").partition(":")
     if kind == "boxloss" and not arg:
         return "boxloss", None
     if kind == "ultralytics" and arg.endswith((".yaml", ".yml")):
         return "ultralytics", arg
-    raise ValueError(f"--detector {spec!r} is not supported; accepted: {', '.join(DETECTORS)} "
-                     "(a model yaml: weights are never downloaded; torchvision detectors are not in the sweep yet)")
+    if kind == "torchvision" and arg in TORCHVISION:
+        return "torchvision", arg
+    raise ValueError(f"--detector {spec!r} is not supported; accepted: {', '.join(DETECTORS)} (NAME: "
+                     f"{', '.join(TORCHVISION)}; a model yaml for Ultralytics: weights are never downloaded)")
 
 
 def _device(device) -> str | None:
@@ -131,9 +144,22 @@ def ultralytics_train_fn(model_yaml: str):
     return train_fn
 
 
+def torchvision_train_fn(name: str):
+    """`train_fn(cfg)` for `run_sweep`: trains torchvision ``name`` with the run's box loss and writes the run's files."""
+
+    def train_fn(cfg: dict) -> None:
+        from .torchvision_train import train_torchvision
+
+        train_torchvision(cfg, name)
+
+    return train_fn
+
+
 def make_train_fn(spec: str):
     """The sweep's `train_fn` for `--detector spec`; None for boxloss' own detector (the engine's train)."""
     kind, arg = parse_detector(spec)
     if kind == "boxloss":
         return None
+    if kind == "torchvision":
+        return torchvision_train_fn(arg)
     return ultralytics_train_fn(arg)
