@@ -23,8 +23,10 @@ seed, the data each detector sees is the boxloss detector's:
   report says was trained is what was trained, and ``--set optim.lr=...`` works as for the engine.
   configs/smoke.yaml is that SGD recipe; DEFAULTS (AdamW 0.002) is the boxloss detector's tuned one;
 - prediction: the val split through `engine.inference.predict_coco` (letterbox undone, the dataset's
-  image and category ids), score threshold ``model.score_thresh``, at most ``model.max_detections`` per
-  image; NMS is torchvision's own (IoU 0.6 FCOS, 0.5 RetinaNet and Faster R-CNN).
+  image and category ids), score threshold ``SCORE_THRESH`` = 0.001 (as the Ultralytics path; not
+  ``model.score_thresh``: RetinaNet's and FCOS's sigmoid scores start near their 0.01 prior and stay
+  under 0.05 for a while, which left short runs with no detection at all), at most
+  ``model.max_detections`` per image; NMS is torchvision's own (IoU 0.6 FCOS, 0.5 RetinaNet and Faster R-CNN).
 
 Writes into ``train.output_dir``: ``config.yaml``, ``log.csv`` (the engine's columns: a train row every
 ``train.log_every`` steps; loss_box = the box term, loss_cls = the classification term, loss_ctr = FCOS
@@ -49,6 +51,7 @@ from . import torchvision as tv
 
 logger = logging.getLogger(__name__)
 
+SCORE_THRESH = 0.001  # of the predictions written to detections.json (module docstring)
 DETECTORS = {  # NAME of --detector torchvision:NAME -> builder (nothing downloaded)
     "fcos_resnet50_fpn": tv.fcos_resnet50_fpn,
     "retinanet_resnet50_fpn": tv.retinanet_resnet50_fpn,
@@ -74,9 +77,9 @@ def build_model(name: str, cfg: dict, num_labels: int) -> nn.Module:
     loss_kwargs = {**((cfg["loss"].get("args") or {}).get(loss) or {}),
                    "loss_weight": float((cfg["loss"].get("weights") or {}).get(loss, 1.0))}
     size, m = int(cfg["data"]["image_size"]), cfg["model"]
-    post = ({"box_score_thresh": m["score_thresh"], "box_detections_per_img": m["max_detections"]}
+    post = ({"box_score_thresh": SCORE_THRESH, "box_detections_per_img": m["max_detections"]}
             if name.startswith("fasterrcnn") else
-            {"score_thresh": m["score_thresh"], "detections_per_img": m["max_detections"]})
+            {"score_thresh": SCORE_THRESH, "detections_per_img": m["max_detections"]})
     return DETECTORS[check_name(name)](loss, loss_kwargs=loss_kwargs, num_classes=num_labels + 1, min_size=size,
                                        max_size=size, **post)
 
@@ -208,4 +211,4 @@ def train_torchvision(cfg: dict, name: str) -> dict:
             "elapsed_s": time.perf_counter() - clock[0], "num_detections": len(detections)}
 
 
-__all__ = ["DETECTORS", "build_model", "check_name", "train_torchvision"]
+__all__ = ["DETECTORS", "SCORE_THRESH", "build_model", "check_name", "train_torchvision"]
