@@ -467,7 +467,7 @@ def build_report(base_cfg: dict, runs, out_dir, *, title: str = "Box-loss compar
     t1 = time.time()
     comparison = compare_to_baseline(analyses, losses, baseline, metric=metric, alpha=alpha, n_bootstrap=n_bootstrap)
     loss_summary = summarize_losses(analyses, losses, metric)
-    log(f"[report] {len(results)} runs analysed in {t1 - t0:.1f} s, {comparison['n_comparisons']} comparisons "
+    log(f"[report] {len(results)} runs analysed in {t1 - t0:.1f} s, {len(comparison['comparisons'])} comparisons "
         f"({n_bootstrap} bootstrap resamples per seed) in {time.time() - t1:.1f} s")
     write_plots(results, out_dir)
     write_comparison_plots(loss_summary, comparison, out_dir)
