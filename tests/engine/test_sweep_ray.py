@@ -261,3 +261,37 @@ def test_core_imports_do_not_import_ray():
     code = ("import sys, boxloss.cli.compare, boxloss.engine.sweep_ray, boxloss.engine;"
             "sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def record_niceness(cfg):
+    """Writes the worker's niceness beside the run, then trains as fake_train."""
+    d = Path(cfg["train"]["output_dir"])
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "niceness").write_text(str(os.nice(0)))
+    fake_train(cfg)
+
+
+@pytest.mark.slow  # a fresh interpreter that starts its own Ray instance: ~15 s
+def test_an_instance_started_by_the_sweep_runs_its_tasks_at_the_drivers_priority(tmp_path):
+    """Ray's workers default to niceness 15 and starve next to any other work on the machine; the instance the
+    sweep starts for itself runs them at the driver's niceness (and leaves the driver's environment as it was)."""
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(GT))
+    script = f"""
+import json, os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import ray
+import test_sweep_ray as t
+from boxloss.engine.sweep_ray import run_ray
+from pycocotools.coco import COCO
+coco = COCO({str(gt)!r})
+out = run_ray(t.BASE, [("ciou", 0)], {str(tmp_path / "out")!r}, train_fn=t.record_niceness, coco_gt=coco,
+              log=lambda *a: None)
+print(json.dumps({{"status": out["ciou", 0]["status"], "driver": os.nice(0), "left": os.environ.get("RAY_worker_niceness"),
+                   "initialised": ray.is_initialized()}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"status": "done", "driver": os.nice(0), "left": None, "initialised": False}
+    assert (run_dir(tmp_path / "out", "ciou", 0) / "niceness").read_text() == str(os.nice(0))
