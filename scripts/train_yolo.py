@@ -45,6 +45,10 @@ def main(argv=None) -> int:
     except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (RuntimeError, FileNotFoundError, SyntaxError) as exc:  # e.g. Ultralytics' "Dataset 'x' error"
+        print(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+              file=sys.stderr)
+        return 1
     print(f"box loss {args.box_loss}: results in {trainer.save_dir}")
     return 0
 

@@ -232,6 +232,13 @@ def main(argv=None) -> int:
             if args.jobs > 1 or args.executor == "ray":
                 raise ValueError(f"--detector {args.detector}: one local process only (not with --jobs or --executor ray)")
             cfg["model"]["detector"] = args.detector  # in the runs' fingerprint: runs of another detector are refused
+            # (DEFAULTS has "boxloss", so the engine's runs from before this key existed keep their fingerprint)
+            for name, changes in parse_variants(args.variant).items():  # other detectors read only these keys
+                ignored = sorted(f"{sec}.{key}" for sec, keys in changes.items() for key in keys
+                                 if not (sec == "loss" and key in ("box_loss", "args", "weights")))
+                if ignored:
+                    raise ValueError(f"--variant {name}: {', '.join(ignored)} do(es) not apply to --detector "
+                                     f"{args.detector}, which reads only loss.box_loss, loss.args and loss.weights")
         if args.jobs < 1 or (args.jobs > 1 and args.shard):
             raise ValueError(f"--jobs {args.jobs}: expected N >= 1, and not together with --shard")
         ray_flags = {"--ray-address": args.ray_address, "--cpus-per-run": args.cpus_per_run,

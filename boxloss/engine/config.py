@@ -53,6 +53,9 @@ DEFAULTS: dict = {
         "score_thresh": 0.05, "pre_nms_top_k": 1000, "nms": "nms", "nms_iou": 0.6, "max_detections": 100,
         # box distances: one per side (FCOS), or a distribution over 0..reg_max strides per side (GFL)
         "box_head": "distances", "reg_max": 16,
+        # the detector a compare_losses.py run trains (--detector; boxloss/integrations/sweep_detectors.py):
+        # "boxloss" (this engine's, the only one train() trains), "ultralytics:MODEL.yaml", "torchvision:NAME"
+        "detector": "boxloss",
     },
     "loss": {
         "box_loss": "ciou",
@@ -245,6 +248,9 @@ def validate_config(cfg: dict) -> dict:
     _number(cfg, "model.max_detections", 1, integer=True)
     _choice(cfg, "model.box_head", BOX_HEADS)
     _number(cfg, "model.reg_max", 1, integer=True)
+    detector = cfg["model"]["detector"]
+    if not (detector == "boxloss" or (isinstance(detector, str) and detector.startswith(("ultralytics:", "torchvision:")))):
+        _fail("model.detector", detector, "boxloss, ultralytics:MODEL.yaml or torchvision:NAME")
 
     loss = cfg["loss"]
     _choice(cfg, "loss.box_loss", available_box_losses())

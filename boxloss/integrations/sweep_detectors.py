@@ -124,6 +124,9 @@ def ultralytics_train_fn(model_yaml: str):
         if cfg["train"].get("resume"):
             raise ValueError(f"{run}: Ultralytics runs of the sweep do not resume; delete the folder to train it again")
         run.mkdir(parents=True, exist_ok=True)
+        from ..engine.config import dump_config
+
+        dump_config(cfg, os.fspath(run / "config.yaml"))  # what --report-only reads, as for the engine's runs
         data_yaml, paths = _yolo_data(cfg, run.parents[1])
         loss = cfg["loss"]["box_loss"]
         epochs, imgsz = int(cfg["train"]["epochs"]), int(cfg["data"]["image_size"])

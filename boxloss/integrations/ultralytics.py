@@ -42,6 +42,7 @@ build models from yaml (pretrained=False is the default here), and set YOLO_OFFL
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch import nn
@@ -60,6 +61,9 @@ try:
     from ultralytics.utils.tal import bbox2dist
 except ImportError as exc:  # one line, with what to do
     raise ImportError(f"boxloss.integrations.ultralytics needs the ultralytics package ({exc}); {INSTALL_HINT}") from None
+
+# Environment variables Ultralytics sets for the process during training (deterministic=True); `train()` restores them.
+_ENV_SET_BY_ULTRALYTICS = ("PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG")
 
 # Defaults of `train()` that keep a run offline and CPU-friendly; any of them can be overridden.
 TRAIN_DEFAULTS = {"pretrained": False, "plots": False, "amp": False}
@@ -194,11 +198,25 @@ def train(model: str = "yolo11n.yaml", data: str | None = None, box_loss: str = 
     """
     if data is None:
         raise ValueError("data is required: the path of a YOLO data.yaml (see boxloss.integrations.yolo_data)")
+    if not (str(model).endswith((".yaml", ".yml")) or os.path.isfile(str(model))):
+        raise ValueError(f"model={model!r}: give a model yaml (e.g. yolo11n.yaml) or an existing weights file; "
+                         "this module never downloads weights")
     args = {**TRAIN_DEFAULTS, **overrides, "model": str(model), "data": str(data)}
-    trainer = BoxlossDetectionTrainer(overrides=args, box_loss=box_loss, box_loss_kwargs=box_loss_kwargs)
-    for event, fn in (callbacks or {}).items():
-        trainer.add_callback(event, fn)
-    trainer.train()
+    # Ultralytics sets torch's thread count (select_device, in the trainer's constructor) and, with
+    # deterministic=True, environment variables for the whole process: give the caller's back.
+    threads, env = torch.get_num_threads(), {k: os.environ.get(k) for k in _ENV_SET_BY_ULTRALYTICS}
+    try:
+        trainer = BoxlossDetectionTrainer(overrides=args, box_loss=box_loss, box_loss_kwargs=box_loss_kwargs)
+        for event, fn in (callbacks or {}).items():
+            trainer.add_callback(event, fn)
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return trainer
 
 

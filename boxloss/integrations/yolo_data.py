@@ -75,6 +75,9 @@ def _convert_split(out_dir: Path, split: str, json_path, image_root, class_of: d
         if ann.get("iscrowd", 0):
             counts["crowd"] += 1
             continue
+        if ann.get("category_id") not in class_of:
+            raise ValueError(f"{json_path}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}, "
+                             f"which is not in categories (ids {sorted(class_of)}); fix the annotation or add the category")
         im = images[ann["image_id"]]
         line, status = yolo_line(class_of[ann["category_id"]], ann["bbox"], im["width"], im["height"])
         if line is None:

@@ -198,7 +198,7 @@ class Detector(nn.Module):
 
 MODEL_KEYS = ("backbone", "backbone_weights", "widths", "depths", "fpn_channels", "head_convs", "norm_groups",
               "quality", "center_radius", "scale_ranges", "score_thresh", "pre_nms_top_k", "nms", "nms_iou",
-              "max_detections", "box_head", "reg_max")
+              "max_detections", "box_head", "reg_max", "detector")
 LOSS_KEYS = ("box_loss", "weights", "args", "cls_loss", "focal_alpha", "focal_gamma", "cls_weight", "ctr_weight",
              "dfl_weight")
 
@@ -215,6 +215,9 @@ def build_detector(model_cfg: dict, num_classes: int, loss_cfg: dict | None = No
     unknown = sorted(set(model_cfg) - set(MODEL_KEYS)) + sorted(set(loss_cfg) - set(LOSS_KEYS))
     if unknown:
         raise ValueError(f"unknown model/loss key(s) {', '.join(unknown)}; accepted: {', '.join(MODEL_KEYS + LOSS_KEYS)}")
+    if model_cfg.get("detector", "boxloss") != "boxloss":
+        raise ValueError(f"model.detector={model_cfg['detector']!r}: this builds boxloss' own detector; other detectors "
+                         "are trained per run by compare_losses.py --detector (docs/integrations.md)")
     box_loss = loss_cfg.get("box_loss", "ciou")
     kw = {k: model_cfg[k] for k in ("fpn_channels", "head_convs", "norm_groups", "quality", "center_radius",
                                     "scale_ranges", "score_thresh", "pre_nms_top_k", "nms", "nms_iou",

@@ -5,8 +5,10 @@ import json
 import os
 
 import pytest
+import yaml
 
 from boxloss.cli.compare import main as compare_main
+from boxloss.engine.trainer import prepare_data_paths
 from boxloss.integrations.sweep_detectors import parse_detector
 
 
@@ -38,12 +40,25 @@ def test_ultralytics_sweep_writes_runs_the_report_reads(tmp_path, capsys):
         detections = json.loads((run / "detections.json").read_text())
         assert detections and all(set(d) == {"image_id", "category_id", "bbox", "score"} for d in detections)
         assert {d["category_id"] for d in detections} <= set(summary["category_ids"])
+        val_ann = prepare_data_paths(yaml.safe_load((run / "config.yaml").read_text()))["val_ann"]
+        images = {im["id"]: im for im in json.loads(open(val_ann).read())["images"]}
+        assert {d["image_id"] for d in detections} <= set(images)  # the dataset's own image ids
+        for d in detections:  # xywh in the original image's pixels
+            x, y, w, h = d["bbox"]
+            im = images[d["image_id"]]
+            assert w > 0 and h > 0 and -1 <= x and -1 <= y and x + w <= im["width"] + 1 and y + h <= im["height"] + 1
+            assert 0 < d["score"] <= 1
         (row,) = list(csv.DictReader(open(run / "log.csv")))
         assert row["kind"] == "train" and float(row["loss"]) > 0
         result = json.loads((run / "result.json").read_text())
         assert result["fingerprint"]["model"]["detector"] == "ultralytics:yolo11n.yaml"
         assert result["num_detections"] == len(detections)
     assert (out / "report.md").is_file()
+    assert compare_main(["--report-only", str(out), "-q"]) == 0  # the run folders carry their config.yaml
+    # a variant that changes what YOLO does not read is refused, not silently ignored
+    assert compare_main(args + ["--detector", "ultralytics:yolo11n.yaml", "--losses", "ciou,ciou_qfl",
+                                "--variant", "ciou_qfl:loss.box_loss=ciou,loss.cls_loss=qfl"]) == 2
+    assert "loss.cls_loss do(es) not apply" in capsys.readouterr().err
     # the same folder with boxloss' own detector: refused before training, the runs differ in model.detector
     assert compare_main(args) == 1
     assert "model.detector" in capsys.readouterr().err

@@ -107,7 +107,11 @@ def keep_threads():
     torch.set_num_threads(threads)
 
 
-def test_training_iterations_change_the_weights(yolo_data, tmp_path, keep_threads):
+def test_training_iterations_change_the_weights(yolo_data, tmp_path, keep_threads, monkeypatch):
+    """A few iterations train (finite losses, most weights move), and train() gives the caller back torch's
+    thread count and the environment Ultralytics changes (it sets both for the whole process)."""
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    torch.set_num_threads(2)
     start = {}
 
     def snapshot(trainer):
@@ -115,7 +119,8 @@ def test_training_iterations_change_the_weights(yolo_data, tmp_path, keep_thread
 
     trainer = train(callbacks={"on_train_start": snapshot}, model="yolo11n.yaml", data=yolo_data, box_loss="siou", epochs=1, imgsz=96, batch=2,
                     workers=0, device="cpu", project=str(tmp_path), name="run", val=False, seed=0,
-                    deterministic=False, verbose=False, warmup_epochs=0, exist_ok=True)
+                    deterministic=True, verbose=False, warmup_epochs=0, exist_ok=True)
+    assert torch.get_num_threads() == 2 and "PYTHONHASHSEED" not in os.environ
     criterion = trainer.model.criterion
     assert type(criterion) is BoxlossDetectionLoss and criterion.bbox_loss.box_loss_name == "siou"
     losses = trainer.tloss  # mean loss items of the epoch: box_loss, cls_loss, dfl_loss
@@ -125,6 +130,11 @@ def test_training_iterations_change_the_weights(yolo_data, tmp_path, keep_thread
     assert set(params) <= set(start)
     changed = [n for n, p in params.items() if not torch.equal(p.detach(), start[n])]
     assert len(changed) > len(params) // 2, f"{len(changed)} of {len(params)} parameters changed"
+
+
+def test_a_model_that_would_be_downloaded_is_refused(yolo_data):
+    with pytest.raises(ValueError, match="never downloads weights"):
+        train(model="yolo11n.pt", data=yolo_data, box_loss="ciou", epochs=1)
 
 
 def test_cli_unknown_loss_is_one_line(capsys):

@@ -66,4 +66,8 @@ def test_errors_name_the_problem(tmp_path):
         coco_to_yolo(tmp_path / "o", {"train": train, "val": other})
     with pytest.raises(ValueError, match="needs a 'val' entry"):
         coco_to_yolo(tmp_path / "o", {"train": train})
+    bad = _write_split(tmp_path, "bad", images, [{"id": 9, "image_id": 1, "category_id": 42, "bbox": [1, 1, 2, 2],
+                                                  "area": 4, "iscrowd": 0}], CATS)
+    with pytest.raises(ValueError, match=r"annotation 9 has category_id 42, which is not in categories"):
+        coco_to_yolo(tmp_path / "o", {"train": bad, "val": bad})
     assert main(["only-out"]) == 2
