@@ -10,7 +10,8 @@ valid boxes (--boxes per image, 8 to 40 % of the image side, nc=80). Then, inter
 - criterion: forward + backward of the whole criterion (`v8DetectionLoss.loss`: assignment, BCE, box
   term, DFL) with respect to the head outputs;
 - box term: forward + backward of the replaced term alone on the same foreground boxes (Ultralytics'
-  `bbox_iou(..., CIoU=True)` vs our `ciou_loss`, both with the target-score weights).
+  `bbox_iou(..., CIoU=True)` vs our `ciou_loss`, both with the same per-box weights, random here as
+  the criterion's target scores would be).
 
 Prints the median times and the ratios ours / Ultralytics (< 1: ours is faster), the number of
 foreground anchors, the torch threads, whether our fused CPU kernels ran, and the CPU.
