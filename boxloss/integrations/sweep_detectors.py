@@ -39,8 +39,9 @@ import json
 import os
 from pathlib import Path
 
-TORCHVISION = ("fcos_resnet50_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
-               "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn")  # torchvision_train.DETECTORS
+from .torchvision import BUILDERS
+
+TORCHVISION = tuple(BUILDERS)  # the NAMEs of torchvision:NAME
 DETECTORS = ("boxloss", "ultralytics:MODEL.yaml", "torchvision:NAME")
 LOG_FIELDS = ("kind", "epoch", "step", "time_s", "loss", "loss_box", "loss_cls", "loss_dfl")
 

@@ -223,7 +223,13 @@ fasterrcnn_resnet50_fpn = _builder("fasterrcnn_resnet50_fpn")
 fasterrcnn_resnet50_fpn_v2 = _builder("fasterrcnn_resnet50_fpn_v2")
 fasterrcnn_mobilenet_v3_large_fpn = _builder("fasterrcnn_mobilenet_v3_large_fpn")
 
+# Every builder by name: the NAMEs of `compare_losses.py --detector torchvision:NAME`.
+BUILDERS = {b.__name__: b for b in (fcos_resnet50_fpn, retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2,
+                                    fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2,
+                                    fasterrcnn_mobilenet_v3_large_fpn)}
+
 __all__ = [
+    "BUILDERS",
     "BoxlossFCOSHead",
     "BoxlossRetinaNetRegressionHead",
     "BoxlossRoIHeads",

@@ -52,14 +52,7 @@ from . import torchvision as tv
 logger = logging.getLogger(__name__)
 
 SCORE_THRESH = 0.001  # of the predictions written to detections.json (module docstring)
-DETECTORS = {  # NAME of --detector torchvision:NAME -> builder (nothing downloaded)
-    "fcos_resnet50_fpn": tv.fcos_resnet50_fpn,
-    "retinanet_resnet50_fpn": tv.retinanet_resnet50_fpn,
-    "retinanet_resnet50_fpn_v2": tv.retinanet_resnet50_fpn_v2,
-    "fasterrcnn_resnet50_fpn": tv.fasterrcnn_resnet50_fpn,
-    "fasterrcnn_resnet50_fpn_v2": tv.fasterrcnn_resnet50_fpn_v2,
-    "fasterrcnn_mobilenet_v3_large_fpn": tv.fasterrcnn_mobilenet_v3_large_fpn,
-}
+DETECTORS = tv.BUILDERS  # NAME of --detector torchvision:NAME -> builder (nothing downloaded)
 # The classification, box and centerness terms of each family's loss dict (the rest goes into "loss" only).
 _TERMS = {"loss_cls": ("classification", "loss_classifier"), "loss_box": ("bbox_regression", "loss_box_reg"),
           "loss_ctr": ("bbox_ctrness",)}
