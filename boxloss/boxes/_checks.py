@@ -77,6 +77,14 @@ def prepare_weight(weight: Tensor | None, loss_shape: torch.Size, dtype: torch.d
     raise ValueError(f"weight has shape {list(weight.shape)}; accepted: {accepted}")
 
 
+def finish_box_loss(loss: Tensor, reduction: str, weight: Tensor | None, avg_factor) -> Tensor:
+    """A per-box loss `[...]` times `weight` (per box, or per coordinate averaged over the 4), reduced."""
+    weight = prepare_weight(weight, loss.shape, loss.dtype, per_box_fold="mean")
+    if weight is not None:
+        loss = loss * weight
+    return reduce_loss(loss, reduction, avg_factor)
+
+
 def reduce_loss(loss: Tensor, reduction: str, avg_factor) -> Tensor:
     """Apply `reduction`; with `avg_factor`, "mean" is `sum / avg_factor` (the mmdetection convention).
 

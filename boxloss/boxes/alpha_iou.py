@@ -84,8 +84,9 @@ def alpha_iou_loss(
     check_positive("eps", eps)
     check_choice("base", base, OVERLAP_KINDS)
     check_number("alpha", alpha, low=0.0, low_ok=False)
-    loss = fused_newer_loss(pred, target, "alpha_" + base, fmt=fmt, eps=eps, p0=alpha, pmode=pow_mode(alpha), impl=impl)
+    loss = fused_newer_loss(pred, target, "alpha_" + base, fmt=fmt, eps=eps, p0=alpha, pmode=pow_mode(alpha), impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     p, t = prepare_box_pair(pred, target, fmt)
     return _finish(alpha_iou_per_box(p, t, base, alpha, eps), reduction, weight, avg_factor)

@@ -55,10 +55,12 @@ def eiou_loss(
     kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
-    loss = fused_newer_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl)
-    if loss is None:
-        p, t = prepare_box_pair(pred, target, fmt)
-        loss, _ = eiou_per_box(p, t, eps)
+    loss = fused_newer_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    if loss is not None:
+        return loss
+    p, t = prepare_box_pair(pred, target, fmt)
+    loss, _ = eiou_per_box(p, t, eps)
     return _finish(loss, reduction, weight, avg_factor)
 
 
@@ -87,9 +89,10 @@ def focal_eiou_loss(
     check_number("gamma", gamma, low=0.0)
     # gamma = 0: IoU^0 = 1 (0^0 = 1 too), i.e. EIoU
     kind, mode = ("eiou", 0) if gamma == 0 else ("focal_eiou", pow_mode(gamma))
-    loss = fused_newer_loss(pred, target, kind, fmt=fmt, eps=eps, p0=gamma, pmode=mode, impl=impl)
+    loss = fused_newer_loss(pred, target, kind, fmt=fmt, eps=eps, p0=gamma, pmode=mode, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     p, t = prepare_box_pair(pred, target, fmt)
     loss, iou = eiou_per_box(p, t, eps)
     return _finish(safe_pow(iou.detach(), gamma) * loss, reduction, weight, avg_factor)

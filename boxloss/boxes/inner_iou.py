@@ -71,9 +71,10 @@ def inner_iou_loss(
     check_positive("eps", eps)
     check_choice("base", base, INNER_IOU_BASES)
     check_positive("ratio", ratio)
-    loss = fused_newer_loss(pred, target, "inner_" + base, fmt=fmt, eps=eps, p0=0.5 * ratio, impl=impl)
+    loss = fused_newer_loss(pred, target, "inner_" + base, fmt=fmt, eps=eps, p0=0.5 * ratio, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     p, t = prepare_box_pair(pred, target, fmt)
     base_loss, iou = _base_per_box(p, t, base, eps)
     _, inner = aligned_overlap(inner_boxes(p, ratio), inner_boxes(t, ratio), "iou", eps)

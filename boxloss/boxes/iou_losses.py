@@ -24,18 +24,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._checks import check_choice, check_positive, prepare_weight, reduce_loss
+from ._checks import check_choice, check_positive
+from ._checks import finish_box_loss as _finish
 from .kernels import fused_overlap_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 
 IOU_MODES = ("linear", "log", "square")
-
-
-def _finish(loss: Tensor, reduction: str, weight, avg_factor) -> Tensor:
-    weight = prepare_weight(weight, loss.shape, loss.dtype, per_box_fold="mean")
-    if weight is not None:
-        loss = loss * weight
-    return reduce_loss(loss, reduction, avg_factor)
 
 
 def _overlap_loss(pred, target, kind, fmt, eps, **kw):
@@ -59,9 +53,10 @@ def iou_loss(
     """IoU loss. mode="linear": 1 - IoU; "log": -ln(max(IoU, eps)) (UnitBox); "square": 1 - IoU^2."""
     check_choice("mode", mode, IOU_MODES)
     check_positive("eps", eps)
-    loss = fused_overlap_loss(pred, target, "iou", fmt=fmt, eps=eps, mode=mode, impl=impl)
+    loss = fused_overlap_loss(pred, target, "iou", fmt=fmt, eps=eps, mode=mode, impl=impl,
+                              reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     _, iou = _overlap_loss(pred, target, "iou", fmt, eps)
     if mode == "linear":
         loss = 1 - iou
@@ -77,9 +72,10 @@ def giou_loss(
 ) -> Tensor:
     """GIoU loss 1 - GIoU, in [0, 2]; non-zero gradient for disjoint boxes."""
     check_positive("eps", eps)
-    loss = fused_overlap_loss(pred, target, "giou", fmt=fmt, eps=eps, impl=impl)
+    loss = fused_overlap_loss(pred, target, "giou", fmt=fmt, eps=eps, impl=impl,
+                              reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     giou, _ = _overlap_loss(pred, target, "giou", fmt, eps)
     return _finish(1 - giou, reduction, weight, avg_factor)
 
@@ -89,9 +85,10 @@ def diou_loss(
 ) -> Tensor:
     """DIoU loss 1 - IoU + rho^2/c^2, in [0, 2); pulls centres together directly."""
     check_positive("eps", eps)
-    loss = fused_overlap_loss(pred, target, "diou", fmt=fmt, eps=eps, impl=impl)
+    loss = fused_overlap_loss(pred, target, "diou", fmt=fmt, eps=eps, impl=impl,
+                              reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     diou, _ = _overlap_loss(pred, target, "diou", fmt, eps)
     return _finish(1 - diou, reduction, weight, avg_factor)
 
@@ -125,9 +122,10 @@ def ciou_loss(
     loss = fused_overlap_loss(
         pred, target, "ciou", fmt=fmt, eps=eps, alpha_mode="gated" if gate_alpha else "constant",
         grad_mode=grad_mode, impl=impl,
+        reduction=reduction, weight=weight, avg_factor=avg_factor,
     )
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     if grad_mode == "paper":
         raise ValueError(
             'grad_mode="paper" needs the fused path; it is not available with impl="reference" '

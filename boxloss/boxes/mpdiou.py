@@ -83,8 +83,10 @@ def mpdiou_loss(
     check_tensor("pred", pred, last_dim=4)
     check_tensor("target", target, last_dim=4)
     diag2 = _img_diag2(img_size, compute_dtype(pred, target), eps)
-    loss = fused_newer_loss(pred, target, "mpdiou", fmt=fmt, eps=eps, extra=diag2, impl=impl)
-    if loss is None:
-        p, t = prepare_box_pair(pred, target, fmt)
-        loss, _ = mpdiou_per_box(p, t, diag2, eps)
+    loss = fused_newer_loss(pred, target, "mpdiou", fmt=fmt, eps=eps, extra=diag2, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    if loss is not None:
+        return loss
+    p, t = prepare_box_pair(pred, target, fmt)
+    loss, _ = mpdiou_per_box(p, t, diag2, eps)
     return _finish(loss, reduction, weight, avg_factor)

@@ -69,8 +69,10 @@ def shape_iou_loss(
     check_positive("eps", eps)
     check_number("scale", scale, low=0.0)
     mode = 3 if scale == 0 else pow_mode(scale)  # 3: ww = hh = 1, no power
-    loss = fused_newer_loss(pred, target, "shape_iou", fmt=fmt, eps=eps, p0=scale, pmode=mode, impl=impl)
-    if loss is None:
-        p, t = prepare_box_pair(pred, target, fmt)
-        loss, _ = shape_iou_per_box(p, t, scale, eps)
+    loss = fused_newer_loss(pred, target, "shape_iou", fmt=fmt, eps=eps, p0=scale, pmode=mode, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    if loss is not None:
+        return loss
+    p, t = prepare_box_pair(pred, target, fmt)
+    loss, _ = shape_iou_per_box(p, t, scale, eps)
     return _finish(loss, reduction, weight, avg_factor)

@@ -77,8 +77,10 @@ def siou_loss(
     """
     check_positive("eps", eps)
     check_number("theta", theta, low=1.0)
-    loss = fused_newer_loss(pred, target, "siou", fmt=fmt, eps=eps, p0=theta, pmode=pow_mode(theta), impl=impl)
-    if loss is None:
-        p, t = prepare_box_pair(pred, target, fmt)
-        loss, _ = siou_per_box(p, t, eps, theta)
+    loss = fused_newer_loss(pred, target, "siou", fmt=fmt, eps=eps, p0=theta, pmode=pow_mode(theta), impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    if loss is not None:
+        return loss
+    p, t = prepare_box_pair(pred, target, fmt)
+    loss, _ = siou_per_box(p, t, eps, theta)
     return _finish(loss, reduction, weight, avg_factor)

@@ -98,9 +98,10 @@ def wiou_v1_loss(
     kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
-    loss = fused_newer_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl)
+    loss = fused_newer_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl,
+                            reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
     return _finish(r * l_iou, reduction, weight, avg_factor)
 
@@ -137,10 +138,11 @@ def wiou_v3_loss(
     check_positive("eps", eps)
     mean = _check_iou_mean(iou_mean, eps)
     loss = fused_newer_loss(
-        pred, target, "wiou_v3", fmt=fmt, eps=eps, p1=math.log(alpha), p2=delta, extra=mean, impl=impl
+        pred, target, "wiou_v3", fmt=fmt, eps=eps, p1=math.log(alpha), p2=delta, extra=mean, impl=impl,
+        reduction=reduction, weight=weight, avg_factor=avg_factor,
     )
     if loss is not None:
-        return _finish(loss, reduction, weight, avg_factor)
+        return loss
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
     loss = _focusing(l_iou, mean, alpha, delta) * r * l_iou
     return _finish(loss, reduction, weight, avg_factor)

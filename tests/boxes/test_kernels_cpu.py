@@ -454,8 +454,8 @@ def test_raw_abi_return_codes(lib):
     p, t = (x.float().contiguous() for x in overlapping_pairs(4, seed=6))
     out = torch.empty(4)
     ptrs = (p.data_ptr(), t.data_ptr())
-    call = lambda dtype=0, kind=1, n=4, ex=None, exs=0, gout=None, gs=0, o=out.data_ptr(), gp=None: lib.bl_box_loss(  # noqa: E731
-        dtype, kind, 0, 0, 0, EPS, 0, 0, 0, n, *ptrs, ex, exs, gout, gs, o, gp, None, 1)
+    call = lambda dtype=0, kind=1, n=4, ex=None, exs=0, gout=None, gs=0, o=out.data_ptr(), red=0, gp=None: (  # noqa: E731
+        lib.bl_box_loss(dtype, kind, 0, 0, 0, EPS, 0, 0, 0, n, *ptrs, ex, exs, gout, gs, o, red, gp, None, 1))
     assert call() == 0
     assert call(dtype=2) == 1 and call(dtype=-1) == 1
     assert call(kind=23) == 2 and call(kind=23, n=0) == 2
@@ -464,7 +464,10 @@ def test_raw_abi_return_codes(lib):
     assert call(o=None, gp=out.data_ptr(), gout=out.data_ptr(), gs=5) == 6
     assert call(o=None, gp=out.data_ptr()) == 7  # backward without gout
     assert call(kind=KINDS["mpdiou"]) == 7
-    assert lib.bl_box_loss(0, 1, 0, 0, 0, EPS, 0, 0, 0, 0, None, None, None, 0, None, 0, None, None, None, 1) == 0
+    assert call(red=3) == 10 and call(red=-1) == 10
+    assert call(o=None, red=1) == 7  # a sum with nowhere to write it
+    assert call(gp=out.data_ptr(), gout=out.data_ptr(), gs=2) == 6  # forward+backward checks the gradient's stride
+    assert lib.bl_box_loss(0, 1, 0, 0, 0, EPS, 0, 0, 0, 0, None, None, None, 0, None, 0, None, 0, None, None, 1) == 0
     assert lib.bl_smooth_l1(2, 4, *ptrs, 1.0, None, 0, out.data_ptr(), None, None, 1) == 1
     assert lib.bl_smooth_l1(0, 4, None, None, 1.0, None, 0, out.data_ptr(), None, None, 1) == 7
     assert lib.bl_abi_version() == cpu.ABI_VERSION
@@ -547,9 +550,9 @@ def test_abi_version_is_checked_at_load(tmp_path):
                    "int bl_smooth_l1(void) { return 0; }\n")
     so = tmp_path / "libother.so"
     subprocess.run([os.environ.get("CXX", "c++"), "-x", "c", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
-    with pytest.raises(OSError, match="ABI version 999, expected 1"):
+    with pytest.raises(OSError, match=f"ABI version 999, expected {cpu.ABI_VERSION}"):
         cpu._load(str(so))
-    src.write_text("int bl_abi_version(void) { return 1; }\n")
+    src.write_text(f"int bl_abi_version(void) {{ return {cpu.ABI_VERSION}; }}\n")
     so = tmp_path / "libpartial.so"  # another path: dlopen would return the library already loaded
     subprocess.run([os.environ.get("CXX", "c++"), "-x", "c", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
     with pytest.raises(AttributeError):
@@ -574,7 +577,7 @@ def test_kernels_cpp_is_also_the_whole_library_in_one_file(tmp_path):
             out, gp, gt = torch.empty(300, dtype=dtype), torch.empty_like(a), torch.empty_like(b)
             for o, x, y in ((out.data_ptr(), None, None), (None, gp.data_ptr(), gt.data_ptr())):
                 assert lib_.bl_box_loss(cpu._DTYPES[dtype], kind, 2, variant, 0, EPS, 0.5, 0.0, 0.0, 300, a.data_ptr(),
-                                        b.data_ptr(), None, 0, gg.data_ptr(), 1, o, x, y, 1) == 0
+                                        b.data_ptr(), None, 0, gg.data_ptr(), 1, o, 0, x, y, 1) == 0
             outs.append((out, gp, gt))
         for x, y in zip(*outs):
             assert torch.equal(x, y)

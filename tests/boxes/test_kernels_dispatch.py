@@ -230,11 +230,13 @@ def test_gradient_only_where_needed():
 
 @pytest.fixture
 def forward_calls(monkeypatch):
-    """Records each call of the C++ backend's box-loss forward launcher (and runs it)."""
+    """Records each call of the C++ backend's box-loss forward launchers (and runs it): the forward, and the
+    forward+backward of a reduced loss with autograd."""
     calls = []
     module = backends.cpu()
-    real = module.box_loss_forward
-    monkeypatch.setattr(module, "box_loss_forward", lambda *a: calls.append(1) or real(*a))
+    for name in ("box_loss_forward", "box_loss_forward_backward"):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real: calls.append(1) or _real(*a))
     return calls
 
 
@@ -248,7 +250,7 @@ def test_impl_selection_and_default(forward_calls):
     assert calls == []
     ciou_loss(pred, target)  # default "auto" -> fused on CPU
     assert calls == [1]
-    ciou_loss(pred.clone().requires_grad_(True), target, impl="auto")  # with autograd: the same launcher
+    ciou_loss(pred.clone().requires_grad_(True), target, impl="auto")  # with autograd: the one-pass launcher
     assert calls == [1, 1]
     previous = kernels.set_default_impl("reference")
     try:

@@ -393,6 +393,10 @@ def test_cuda_float64_error_matches_core():
         def device(self):
             return torch.device("cuda", 0)
 
+        @property
+        def is_cpu(self):
+            return False
+
     p = torch.zeros(3, 4, dtype=torch.float64).as_subclass(FakeCuda)
     with pytest.raises(RuntimeError) as core:
         kernels.fused_overlap_loss(p, p, "ciou", impl="fused")

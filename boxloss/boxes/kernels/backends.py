@@ -16,11 +16,17 @@ import torch
 TRITON_ON_CPU = False
 
 
-def cpu():
-    """The C++ backend module."""
-    from . import cpu as module
+_cpu_module = None
 
-    return module
+
+def cpu():
+    """The C++ backend module (imported on first use; then a global read, as this runs on every call)."""
+    global _cpu_module
+    if _cpu_module is None:
+        from . import cpu as module
+
+        _cpu_module = module
+    return _cpu_module
 
 
 def triton():

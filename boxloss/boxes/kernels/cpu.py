@@ -18,8 +18,11 @@ and warns once; ``BOXLOSS_CPU_KERNELS=0`` disables the library.
 
 Launchers (torch tensors in, torch tensors out), the interface the rest of boxloss uses:
 
-- ``box_loss_forward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra) -> loss [N]``
+- ``box_loss_forward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra, reduction="none") -> loss``:
+  per box ``[N]``, or its sum / mean (0-dim) with reduction "sum" / "mean"
 - ``box_loss_backward(..., p, t, extra, grad, need_p, need_t) -> (grad_p | None, grad_t | None)``
+- ``box_loss_forward_backward(..., p, t, extra, gscale, need_p, need_t, reduction="none") -> (loss, grad_p | None,
+  grad_t | None)``: both in one pass, the gradients (of each box's loss) scaled by the float ``gscale``
 - ``smooth_l1_forward(p, t, beta)``, ``smooth_l1_backward(p, t, beta, grad, need_p, need_t)``
 
 ``p``, ``t``: ``[N, 4]`` contiguous float32 / float64 CPU boxes (Smooth L1: any contiguous shape);
@@ -48,26 +51,28 @@ from torch import Tensor
 
 SOURCE_DIR = Path(__file__).resolve().parent / "cpu"
 NAME = "boxloss_kernels"
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _V, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 # The C ABI of cpu/abi.h, declared once: function -> (restype, argtypes). tests/boxes/test_kernels_cpu.py
 # checks this table against abi.h's prototypes.
 ABI = {
     "bl_abi_version": (_INT, ()),
-    # dtype kind fmt variant flags eps p0 p1 p2 n p t extra extra_stride gout gstride out gp gt nthreads
+    # dtype kind fmt variant flags eps p0 p1 p2 n p t extra extra_stride gout gstride out reduce gp gt nthreads
     "bl_box_loss": (_INT, (_INT, _INT, _INT, _INT, _INT, _DBL, _DBL, _DBL, _DBL, _I64, _V, _V, _V, _I64, _V, _I64,
-                           _V, _V, _V, _INT)),
+                           _V, _INT, _V, _V, _INT)),
     # dtype n p t beta gout gstride out gp gt nthreads
     "bl_smooth_l1": (_INT, (_INT, _I64, _V, _V, _DBL, _V, _I64, _V, _V, _V, _INT)),
 }
 # the return codes of abi.h
 ERRORS = {1: "bad dtype", 2: "bad kind", 3: "bad box format", 4: "bad variant for this kind",
-          5: "bad flags for this kind", 6: "bad stride", 7: "missing pointer", 8: "bad size", 9: "out of memory"}
+          5: "bad flags for this kind", 6: "bad stride", 7: "missing pointer", 8: "bad size", 9: "out of memory",
+          10: "bad reduction code"}
 
 _FLAGS = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-ffp-contract=off", "-fno-math-errno"]
 _NATIVE = ["-march=native"]
 _DTYPES = {torch.float32: 0, torch.float64: 1}
+REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # abi.h's reduce codes
 _log = logging.getLogger("boxloss.boxes.kernels")
 _announced = False  # whether this process has announced a compile
 
@@ -273,20 +278,52 @@ def _per_box(x: Tensor, n: int, dtype: torch.dtype, name: str) -> tuple[Tensor, 
     return (x if stride == 1 else x.contiguous()), 1
 
 
+def _loss_out(n: int, dtype: torch.dtype, reduction: str) -> tuple[Tensor, int]:
+    """The loss output (``[N]``, or 0-dim for a sum / mean: 0 for no boxes) and its reduction code."""
+    code = REDUCTIONS.get(reduction)
+    if code is None:
+        raise ValueError(f"reduction={reduction!r} is not supported; accepted: {', '.join(map(repr, REDUCTIONS))}")
+    if code == 0:
+        return torch.empty(n, dtype=dtype), 0
+    return (torch.empty((), dtype=dtype) if n else torch.zeros((), dtype=dtype)), code
+
+
 def box_loss_forward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
-                     p: Tensor, t: Tensor, extra: Tensor | None) -> Tensor:
-    """Per-box loss ``[N]`` of the IoU-family loss ``kind`` (codes of ``kinds.py``)."""
+                     p: Tensor, t: Tensor, extra: Tensor | None, reduction: str = "none") -> Tensor:
+    """Loss of the IoU-family loss ``kind`` (codes of ``kinds.py``): per box ``[N]``, or its sum / mean."""
     dtype = _dtype_code(p, t, True)
     n = p.shape[0]
-    out = torch.empty(n, dtype=p.dtype)
+    out, red = _loss_out(n, p.dtype, reduction)
     if n == 0:
         return out
     ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
     rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
-                            None if ex is None else ex.data_ptr(), exs, None, 0, out.data_ptr(), None, None,
+                            None if ex is None else ex.data_ptr(), exs, None, 0, out.data_ptr(), red, None, None,
                             torch.get_num_threads())
     _check_rc(rc, "forward")
     return out
+
+
+def box_loss_forward_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float,
+                              p2: float, p: Tensor, t: Tensor, extra: Tensor | None, gscale: float, need_p: bool,
+                              need_t: bool, reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` in one pass over the boxes: the loss per box
+    ``[N]`` or its sum / mean, a gradient not needed None."""
+    dtype = _dtype_code(p, t, True)
+    n = p.shape[0]
+    out, red = _loss_out(n, p.dtype, reduction)
+    gp = torch.empty_like(p) if need_p else None
+    gt = torch.empty_like(t) if need_t else None
+    if n == 0:
+        return out, gp, gt
+    g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
+    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
+    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
+                            None if ex is None else ex.data_ptr(), exs, ctypes.addressof(g), 0, out.data_ptr(), red,
+                            None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
+                            torch.get_num_threads())
+    _check_rc(rc, "forward+backward")
+    return out, gp, gt
 
 
 def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
@@ -302,7 +339,7 @@ def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float,
     g, gs = _per_box(grad, n, p.dtype, "grad")
     ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
     rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
-                            None if ex is None else ex.data_ptr(), exs, g.data_ptr(), gs, None,
+                            None if ex is None else ex.data_ptr(), exs, g.data_ptr(), gs, None, 0,
                             None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
                             torch.get_num_threads())
     _check_rc(rc, "backward")
@@ -343,6 +380,7 @@ __all__ = [
     "ABI_VERSION",
     "box_loss_backward",
     "box_loss_forward",
+    "box_loss_forward_backward",
     "build",
     "library",
     "smooth_l1_backward",

@@ -51,7 +51,8 @@ PAPER_GRAD = 2
 VARIANT_ONE, VARIANT_SQRT, VARIANT_POW, VARIANT_SCALE0 = 0, 1, 2, 3
 # kinds whose p0 is an exponent: their code is instantiated once per variant
 EXPONENT_KINDS = frozenset({7, 8, 9, 10, 11, 12, 22})
-# kinds that read ``extra`` per box (the others read one value, or none)
+# kinds that read ``extra``: per box (MPDIoU), or one value (Wise-IoU v3); the others never read it
+READS_EXTRA = frozenset({14, 15})
 PER_BOX_EXTRA = frozenset({15})
 
 

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#define BL_ABI_VERSION 1
+#define BL_ABI_VERSION 2
 
 // box-loss kinds (kinds.KINDS)
 enum {
@@ -30,7 +30,7 @@ enum { BL_VARIANT_ONE = 0, BL_VARIANT_SQRT = 1, BL_VARIANT_POW = 2, BL_VARIANT_S
 // return codes
 enum {
   BL_OK = 0, BL_BAD_DTYPE = 1, BL_BAD_KIND = 2, BL_BAD_FMT = 3, BL_BAD_VARIANT = 4, BL_BAD_FLAGS = 5,
-  BL_BAD_STRIDE = 6, BL_BAD_POINTER = 7, BL_BAD_SIZE = 8, BL_NO_MEMORY = 9
+  BL_BAD_STRIDE = 6, BL_BAD_POINTER = 7, BL_BAD_SIZE = 8, BL_NO_MEMORY = 9, BL_BAD_REDUCE = 10
 };
 
 #ifdef __cplusplus
@@ -43,14 +43,16 @@ int bl_abi_version(void);
 // IoU-family loss of n box pairs p, t ([n, 4] contiguous, in format fmt; dtype 0 float32, 1 float64, and
 // every pointer of that dtype). extra: n values (extra_stride 1) or one (extra_stride 0), read only by the
 // kinds that use it (Wise-IoU v3, MPDIoU; may be NULL for the others).
-// Forward when out != NULL: out[i] = loss of pair i (gout, gp, gt ignored).
-// Backward otherwise: gp = gout * dloss/dp and gt = gout * dloss/dt, each written where not NULL; gout has n
-// values (gstride 1) or one broadcast value (gstride 0).
+// The forward writes, where out != NULL, the loss of each pair, out[i] (reduce 0), or their sum (reduce 1) or
+// mean (reduce 2; 0 for n = 0) in out[0], summed per chunk of boxes and the chunks in order in double (the
+// same result for any thread count). The backward writes gp = gout * dloss/dp and gt = gout * dloss/dt where
+// gp, gt != NULL (gout: n values with gstride 1, or one broadcast value with gstride 0). Given both out and
+// a gradient, the box losses compute both in one pass over the boxes.
 // Returns BL_OK, or one of the BL_BAD_* codes (nothing written) for a bad code or argument, or
 // BL_NO_MEMORY (only the target's gradient needs a scratch buffer of 4 n values).
 int bl_box_loss(int dtype, int kind, int fmt, int variant, int flags, double eps, double p0, double p1, double p2,
                 int64_t n, const void* p, const void* t, const void* extra, int64_t extra_stride,
-                const void* gout, int64_t gstride, void* out, void* gp, void* gt, int nthreads);
+                const void* gout, int64_t gstride, void* out, int reduce, void* gp, void* gt, int nthreads);
 
 // Smooth L1, element-wise over n values (beta = 0: L1); forward / backward as bl_box_loss.
 int bl_smooth_l1(int dtype, int64_t n, const void* p, const void* t, double beta, const void* gout, int64_t gstride,

@@ -13,6 +13,7 @@
 // small enough for it to matter), while the backward loops take it as runtime coefficients (geometry.h).
 // Per (kind, variant, flags, dtype): three forward loops (one per format) and two backward loops (both
 // gradients, pred's only; the target's only runs the first into scratch, see run_loops).
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -42,7 +43,7 @@ struct Call {
   const void* gout;
   int64_t gstride;
   void *out, *gp, *gt;
-  int nthreads;
+  int reduce, nthreads;
 };
 // the kinds of part 1 (BL_PART 1), called by bl_box_loss (part 0)
 __attribute__((visibility("hidden"))) int box_loss_part1(const Call& c);
@@ -79,18 +80,20 @@ template <typename T> struct Args {  // a Call in dtype T
   int64_t extra_stride, gstride;
   T *out, *gp, *gt;
   Par<T> par;
-  int fmt, nthreads;
+  int fmt, reduce, nthreads;
   explicit Args(const Call& c)
       : n(c.n), p(static_cast<const T*>(c.p)), t(static_cast<const T*>(c.t)), extra(static_cast<const T*>(c.extra)),
         gout(static_cast<const T*>(c.gout)), extra_stride(c.extra_stride), gstride(c.gstride),
         out(static_cast<T*>(c.out)), gp(static_cast<T*>(c.gp)), gt(static_cast<T*>(c.gt)),
-        par{T(c.eps), T(c.p0), T(c.p1), T(c.p2)}, fmt(c.fmt), nthreads(c.nthreads) {}
+        par{T(c.eps), T(c.p0), T(c.p1), T(c.p2)}, fmt(c.fmt), reduce(c.reduce), nthreads(c.nthreads) {}
 };
 
-// KIND over the n pairs: the forward (GP = GT = false: out[i] = the loss of pair i) or the backward
-// (writes g * d loss / d pred, target into gp, gt where GP, GT). F: the box format (geometry.h).
+// KIND over the n pairs: the forward (GP = GT = false) or the backward (writes g * d loss / d pred, target
+// into gp, gt where GP, GT), and the loss where out != NULL: out[i] = the loss of pair i, or with
+// a.reduce its sum (1) or mean (2) in out[0] -- a sum per chunk, the chunks' sums added in order in
+// double, so the result does not depend on the thread count. F: the box format (geometry.h).
 template <typename T, int KIND, int VAR, int FLAGS, bool GP, bool GT, typename F>
-void loop(const Args<T>& a, const F fm) {
+void loop(const Args<T>& a, const F fm, double* chunk_sum) {
   constexpr bool BWD = GP || GT, EXTRA = Head<KIND>::EXTRA;
   const Par<T> par = a.par;  // local copies: provably not aliased by the stores below
   const int64_t n = a.n;
@@ -98,6 +101,7 @@ void loop(const Args<T>& a, const F fm) {
   T *out = a.out, *gp = a.gp, *gt = a.gt;
   const int nt = pick_threads(n, a.nthreads);
   const int64_t nchunks = (n + CHUNK - 1) / CHUNK;
+  const bool reduce = a.reduce != 0, per_box = out && !reduce;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const Stream<T, EXTRA> ex(a.extra, a.extra_stride);
@@ -106,31 +110,52 @@ void loop(const Args<T>& a, const F fm) {
     for (int64_t c = 0; c < nchunks; ++c) {
       const int64_t start = c * CHUNK, len = n - start < CHUNK ? n - start : CHUNK;
       const T *E = ex.at(start), *G = go.at(start);
+      // the losses go to a chunk buffer (an unconditional store keeps the loop vectorised), then to out
+      alignas(64) T loss[CHUNK];
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) {
         const int64_t i = start + j;
-        const T loss = box<T, KIND, VAR, FLAGS, GP, GT>(P + 4 * i, Q + 4 * i, par, fm, EXTRA ? E[j] : T(0),
-                                                        BWD ? G[j] : T(0), GP ? gp + 4 * i : nullptr,
-                                                        GT ? gt + 4 * i : nullptr);
-        if constexpr (!BWD) out[i] = loss;
+        loss[j] = box<T, KIND, VAR, FLAGS, GP, GT>(P + 4 * i, Q + 4 * i, par, fm, EXTRA ? E[j] : T(0),
+                                                   BWD ? G[j] : T(0), GP ? gp + 4 * i : nullptr,
+                                                   GT ? gt + 4 * i : nullptr);
+      }
+      if (per_box) {
+        std::memcpy(out + start, loss, sizeof(T) * len);
+      } else if (reduce) {
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < len; ++j) sum += loss[j];
+        chunk_sum[c] = sum;
       }
     }
+  }
+  if (reduce) {
+    double total = 0;
+    for (int64_t c = 0; c < nchunks; ++c) total += chunk_sum[c];
+    out[0] = T(a.reduce == 2 ? total / double(n) : total);
   }
 }
 
 template <typename T, int KIND, int VAR, int FLAGS>
 int run_loops(const Args<T>& a) {
-  if (a.n == 0) return BL_OK;
+  if (a.n == 0) {
+    if (a.reduce) static_cast<T*>(a.out)[0] = T(0);  // the sum, and the mean, of no boxes: 0
+    return BL_OK;
+  }
+  if (!a.out && !a.gp && !a.gt) return BL_OK;
   if (Head<KIND>::EXTRA && a.extra == nullptr) return BL_BAD_POINTER;
-  if (a.out) {  // the forward does not depend on PAPER_GRAD: one instantiation for both
+  std::unique_ptr<double[]> chunk_sums(a.reduce ? new (std::nothrow) double[(a.n + CHUNK - 1) / CHUNK] : nullptr);
+  if (a.reduce && !chunk_sums) return BL_NO_MEMORY;
+  double* sums = chunk_sums.get();
+  if (!a.gp && !a.gt) {  // the forward does not depend on PAPER_GRAD: one instantiation for both
     constexpr int FF = FLAGS & ~BL_PAPER_GRAD;
-    if (a.fmt == BL_XYXY) loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_XYXY>());
-    else if (a.fmt == BL_XYWH) loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_XYWH>());
-    else loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_CXCYWH>());
+    if (a.fmt == BL_XYXY) loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_XYXY>(), sums);
+    else if (a.fmt == BL_XYWH) loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_XYWH>(), sums);
+    else loop<T, KIND, VAR, FF, false, false>(a, FixedFmt<BL_CXCYWH>(), sums);
   } else if (a.gp && a.gt) {
-    loop<T, KIND, VAR, FLAGS, true, true>(a, Fmt<T>(a.fmt));
+    loop<T, KIND, VAR, FLAGS, true, true>(a, Fmt<T>(a.fmt), sums);
   } else if (a.gp) {
-    loop<T, KIND, VAR, FLAGS, true, false>(a, Fmt<T>(a.fmt));
+    loop<T, KIND, VAR, FLAGS, true, false>(a, Fmt<T>(a.fmt), sums);
   } else if (a.gt) {
     // only the target's gradient (rare: targets seldom require grad): both gradients, pred's into scratch,
     // rather than a third instantiation of every backward loop (a quarter of the build time)
@@ -138,7 +163,7 @@ int run_loops(const Args<T>& a) {
     if (!scratch) return BL_NO_MEMORY;
     Args<T> b = a;
     b.gp = scratch.get();
-    loop<T, KIND, VAR, FLAGS, true, true>(b, Fmt<T>(a.fmt));
+    loop<T, KIND, VAR, FLAGS, true, true>(b, Fmt<T>(a.fmt), sums);
   }
   return BL_OK;
 }
@@ -236,7 +261,7 @@ int smooth_l1(int64_t n, const void* p_, const void* t_, double beta_, const voi
   T *out = static_cast<T*>(out_), *gp = static_cast<T*>(gp_), *gt = static_cast<T*>(gt_);
   const T beta = T(beta_);
   if (out) smooth_l1_fwd<T>(n, p, t, out, beta, nthreads);
-  else if (gp && gt) smooth_l1_bwd<T, true, true>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
+  if (gp && gt) smooth_l1_bwd<T, true, true>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
   else if (gp) smooth_l1_bwd<T, true, false>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
   else if (gt) smooth_l1_bwd<T, false, true>(n, p, t, gout, gstride, gp, gt, beta, nthreads);
   return BL_OK;
@@ -244,11 +269,13 @@ int smooth_l1(int64_t n, const void* p_, const void* t_, double beta_, const voi
 
 // the checks both entry points share; BL_OK when the call may run
 [[maybe_unused]] int check_call(int dtype, int64_t n, const void* p, const void* t, const void* gout, int64_t gstride,
-                                void* out, void* gp, void* gt) {
+                                void* out, void* gp, void* gt, int reduce = 0) {
   if (dtype != 0 && dtype != 1) return BL_BAD_DTYPE;
+  if (reduce < 0 || reduce > 2) return BL_BAD_REDUCE;
+  if (reduce && !out) return BL_BAD_POINTER;
   if (n < 0) return BL_BAD_SIZE;
-  if (!out && (gp || gt) && gstride != 0 && gstride != 1) return BL_BAD_STRIDE;
-  if (n > 0 && (!p || !t || (!out && (gp || gt) && !gout))) return BL_BAD_POINTER;
+  if ((gp || gt) && gstride != 0 && gstride != 1) return BL_BAD_STRIDE;
+  if (n > 0 && (!p || !t || ((gp || gt) && !gout))) return BL_BAD_POINTER;
   return BL_OK;
 }
 
@@ -267,12 +294,12 @@ __attribute__((visibility("default"))) int bl_box_loss(int dtype, int kind, int 
                                                        double eps, double p0, double p1, double p2, int64_t n,
                                                        const void* p, const void* t, const void* extra,
                                                        int64_t extra_stride, const void* gout, int64_t gstride,
-                                                       void* out, void* gp, void* gt, int nthreads) {
-  if (const int rc = check_call(dtype, n, p, t, gout, gstride, out, gp, gt)) return rc;
+                                                       void* out, int reduce, void* gp, void* gt, int nthreads) {
+  if (const int rc = check_call(dtype, n, p, t, gout, gstride, out, gp, gt, reduce)) return rc;
   if (fmt < 0 || fmt > 2) return BL_BAD_FMT;
   if (extra_stride != 0 && extra_stride != 1) return BL_BAD_STRIDE;
   const Call c{dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p, t, extra, extra_stride, gout, gstride,
-               out, gp, gt, nthreads};
+               out, gp, gt, reduce, nthreads};
   return kind >= BL_SPLIT ? box_loss_part1(c) : run_call<0, BL_SPLIT>(c);
 }
 
