@@ -141,13 +141,17 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
         ex = _extra_tensor(extra, code, batch, dtype, pred.device, impl)
         if ex is None:
             return None
-    if compiling:
-        out = ops.box_loss(p, t, ex, *cfg)
-    elif on_cpu and weight is None and avg_factor is None and reduction != "none":
+    if on_cpu and weight is None and avg_factor is None and reduction != "none":
         # the kernel takes the sum / mean itself, and the gradient in the same pass (no view / mean nodes)
-        if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
+        grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
+        if compiling:
+            return ops.box_loss_reduced(p, t, ex, *cfg, reduction, grad and p.requires_grad,
+                                        grad and t.requires_grad)[0]
+        if grad:
             return functions.BoxLossOnePass.apply(p, t, ex, cfg, reduction)
         return backends.cpu().box_loss_forward(*cfg, p, t, ex, reduction)
+    if compiling:
+        out = ops.box_loss(p, t, ex, *cfg)
     else:
         try:
             if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):

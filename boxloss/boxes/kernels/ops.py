@@ -7,6 +7,11 @@ registered as the forward's autograd formula:
   ``boxloss::box_loss_backward(grad, p, t, extra, ..., need_p, need_t) -> (grad_p, grad_t)`` for every
   IoU-family loss of ``kinds.KINDS``: ``p``, ``t`` are ``[N, 4]`` contiguous boxes in the compute dtype,
   ``extra`` the per-box extra input (``[N]``, or ``[1]`` for one value);
+- ``boxloss::box_loss_reduced(p, t, extra, ..., reduction, need_p, need_t) -> (loss, grad_p, grad_t)`` (CPU): the
+  sum or mean of the per-box losses and its gradient from one pass over the boxes; its registered backward
+  multiplies the saved gradient by the incoming one (a pointwise product inductor fuses with what consumes
+  the gradient; for a leaf input it is one more pass over the gradient, which eager mode skips when the
+  incoming gradient is 1);
 - ``boxloss::smooth_l1(p, t, beta) -> loss`` and ``boxloss::smooth_l1_backward`` element-wise.
 
 A gradient that is not needed comes back as an empty ``[0]`` tensor (an op's outputs are tensors) and
@@ -76,6 +81,43 @@ def _box_backward(ctx, grad):
 
 
 box_loss.register_autograd(_box_backward, setup_context=_box_setup)
+
+
+# ---- an unweighted sum / mean, with its gradient, in one pass (CPU) ------------------------------------
+
+
+@torch.library.custom_op("boxloss::box_loss_reduced", mutates_args=(), device_types=("cpu",))
+def box_loss_reduced(p: Tensor, t: Tensor, extra: Tensor, kind: int, fmt: int, variant: int, flags: int, eps: float,
+                     p0: float, p1: float, p2: float, reduction: str, need_p: bool,
+                     need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(loss, dloss/dp, dloss/dt)`` of the sum or mean (``reduction``) of the per-box losses, from one pass
+    over the boxes; an empty ``[0]`` tensor for a gradient not needed."""
+    scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
+    loss, gp, gt = backends.cpu().box_loss_forward_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
+                                                            scale, need_p, need_t, reduction)
+    return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+@box_loss_reduced.register_fake
+def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, reduction, need_p, need_t):
+    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
+            torch.empty_like(t) if need_t else _empty(t))
+
+
+def _reduced_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1], output[2])
+    ctx.need = inputs[-2:]
+
+
+def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
+    # a product, not an in-place scaling of the saved gradient: the op's outputs must stay as returned
+    # (opcheck's AOT test fails otherwise); inductor fuses it with whatever consumes the gradient
+    gp, gt = ctx.saved_tensors
+    need_p, need_t = ctx.need
+    return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * 12
+
+
+box_loss_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)
 
 
 # ---- Smooth L1 ---------------------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""The one-pass path of an unweighted sum / mean on CPU (``kernels.functions.BoxLossOnePass`` and the
+kernel's ``reduce`` code): the kernel computes the loss, its sum and the gradient in one pass over the
+boxes, and the backward only scales that gradient.
+
+Checked here: values and gradients against the reference path (upstream gradient 1, as ``loss.backward()``
+gives, and another), gradcheck (which also requires a repeated backward to give the same bits), a second
+backward through a retained graph, the target's gradient alone, no boxes, the graph's single node, and
+the kernel's sum: independent of the thread count and equal to the per-box losses' sum.
+"""
+
+import pytest
+import torch
+
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, mpdiou_loss, siou_loss, wiou_v3_loss
+from boxloss.boxes import kernels
+from boxloss.boxes.kernels import cpu
+from boxloss.boxes.kernels.kinds import KINDS
+
+from box_cases import overlapping_pairs
+from fused_agreement import assert_close_scaled
+
+pytestmark = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
+
+LOSSES = {
+    "iou": iou_loss,
+    "giou": giou_loss,
+    "diou": diou_loss,
+    "ciou": ciou_loss,
+    "siou": siou_loss,
+    "wiou_v3": lambda p, t, **kw: wiou_v3_loss(p, t, iou_mean=0.4, **kw),  # a one-value extra input
+    "mpdiou": lambda p, t, **kw: mpdiou_loss(p, t, img_size=(160.0, 120.0), **kw),  # a per-box extra input
+}
+TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
+def _run(fn, pred, target, impl, reduction, upstream, grad_target=False):
+    p = pred.detach().clone().requires_grad_(True)
+    t = target.detach().clone().requires_grad_(grad_target)
+    loss = fn(p, t, reduction=reduction, impl=impl)
+    (loss * upstream).backward()
+    return loss.detach(), p.grad, t.grad
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("upstream", [1.0, 2.5])
+def test_one_pass_agrees_with_reference(name, reduction, dtype, upstream):
+    pred, target = overlapping_pairs(500, dtype=dtype, seed=21)
+    fused = _run(LOSSES[name], pred, target, "fused", reduction, upstream, grad_target=True)
+    ref = _run(LOSSES[name], pred, target, "reference", reduction, upstream, grad_target=True)
+    for a, b in zip(fused, ref):
+        assert_close_scaled(a, b, TOL[dtype])
+
+
+def test_reduced_loss_is_one_node():
+    pred, target = overlapping_pairs(10, seed=1)
+    loss = ciou_loss(pred.clone().requires_grad_(True), target, impl="fused")
+    assert "BoxLossOnePass" in loss.grad_fn.name()
+    assert loss.grad_fn.next_functions[0][0].name().endswith("AccumulateGrad")  # no view / mean in between
+
+
+@pytest.mark.parametrize("fn", [giou_loss, diou_loss])  # (CIoU's alpha is a constant in backprop: no gradcheck)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_gradcheck_through_the_one_pass_path(fn, reduction):
+    pred, target = overlapping_pairs(12, dtype=torch.float64, seed=4)
+    p = pred.clone().requires_grad_(True)
+    t = target.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: fn(a, b, reduction=reduction, impl="fused"), (p, t))
+
+
+@pytest.mark.parametrize("upstream", [1.0, 3.0])
+def test_second_backward_through_a_retained_graph_gives_the_same_bits(upstream):
+    pred, target = overlapping_pairs(50, seed=8)
+    p = pred.clone().requires_grad_(True)
+    loss = giou_loss(p, target, impl="fused") * upstream
+    first, = torch.autograd.grad(loss, p, retain_graph=True)
+    second, = torch.autograd.grad(loss, p, retain_graph=True)
+    third, = torch.autograd.grad(loss, p)
+    assert torch.equal(first, second) and torch.equal(first, third)
+    p.grad = None
+    (giou_loss(p, target, impl="fused") * upstream).backward()
+    assert torch.equal(p.grad, first)
+
+
+def test_gradient_of_the_target_alone():
+    pred, target = overlapping_pairs(40, dtype=torch.float64, seed=3)
+    t = target.clone().requires_grad_(True)
+    diou_loss(pred, t, reduction="sum", impl="fused").backward()
+    t_ref = target.clone().requires_grad_(True)
+    diou_loss(pred, t_ref, reduction="sum", impl="reference").backward()
+    assert_close_scaled(t.grad, t_ref.grad, 1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_no_boxes_give_zero_and_an_empty_gradient(reduction):
+    p = torch.zeros(0, 4, requires_grad=True)
+    loss = ciou_loss(p, torch.zeros(0, 4), reduction=reduction, impl="fused")
+    assert loss.shape == () and loss.item() == 0.0
+    loss.backward()
+    assert p.grad.shape == (0, 4)
+
+
+def test_kernel_sum_is_independent_of_the_thread_count_and_matches_the_per_box_losses():
+    """Above the kernels' threshold (262,144 boxes) two threads split the chunks; the chunk sums are added
+    in order, so the sum is the same bits with one thread or two."""
+    pred, target = (x.contiguous() for x in overlapping_pairs(300_000, seed=12))
+    cfg = (KINDS["ciou"], 0, 0, 0, 1e-7, 0.0, 0.0, 0.0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cpu.box_loss_forward(*cfg, pred, target, None, "sum")
+        torch.set_num_threads(2)
+        two = cpu.box_loss_forward(*cfg, pred, target, None, "sum")
+        mean = cpu.box_loss_forward(*cfg, pred, target, None, "mean")
+    finally:
+        torch.set_num_threads(threads)
+    per_box = cpu.box_loss_forward(*cfg, pred, target, None).double().sum()
+    assert torch.equal(one, two) and one.shape == ()
+    torch.testing.assert_close(one.double(), per_box, rtol=1e-6, atol=0)
+    torch.testing.assert_close(mean.double(), per_box / len(pred), rtol=1e-6, atol=0)
+
+
+def test_bad_reduction_code_is_refused():
+    pred, target = overlapping_pairs(4, seed=2)
+    with pytest.raises(ValueError, match="reduction='max' is not supported"):
+        cpu.box_loss_forward(KINDS["iou"], 0, 0, 0, 1e-7, 0.0, 0.0, 0.0, pred.contiguous(), target.contiguous(), None,
+                             "max")
