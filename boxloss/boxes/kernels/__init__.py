@@ -18,8 +18,12 @@ fallback to the reference. In eager mode the same kernels run through ``function
 ``autograd.Function`` wrappers, which cost less per call.
 
 Same numerics on every path: compute in fp32 (fp64 stays fp64), loss in the compute dtype, gradients
-reach the inputs in their own dtype; one pass forward saving only the inputs, one pass backward
-writing only the gradients needed.
+reach the inputs in their own dtype. A per-box or weighted loss is one pass forward saving only the
+inputs and one pass backward writing only the gradients needed; an unweighted sum or mean on CPU
+(``reduction="mean"`` / ``"sum"``, no ``weight`` / ``avg_factor``: what ``loss.backward()`` training
+calls) is one pass computing the loss, its sum (in the kernel, chunk sums added in double) and its
+gradient, whose backward only scales that gradient by the incoming one (``BoxLossOnePass``, and the
+op ``boxloss::box_loss_reduced`` under compile).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 without the op machinery's per-call cost (the dispatch in ``__init__.py`` uses the ops under
 ``torch.compile`` and these otherwise).
 
-One pass forward (saving only the inputs), one pass backward that recomputes what it needs and writes
-only the gradients required; the incoming gradient is passed as is (an expanded scalar keeps its
-stride 0 and is never materialised).
+``BoxLoss`` (per-box losses, and weighted ones): one pass forward saving only the inputs, one pass
+backward that recomputes what it needs and writes only the gradients required; the incoming gradient is
+passed as is (an expanded scalar keeps its stride 0 and is never materialised). ``BoxLossOnePass`` (an
+unweighted sum / mean on CPU): one pass computing the loss, its sum and its gradient, and a backward that
+only scales that gradient.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ is turned into None for autograd. The CPU implementation runs the C++ kernels, t
 kernels (``backends.py`` picks them). The backward is not itself differentiable (as the hand-written
 kernels' derivative; double backward raises).
 
+For maintainers: torch's on-disk compile caches key a compiled backward on the forward graph, which
+names the op but not its registered backward; after changing a backward formula here, a cache written
+before the change served the old backward (seen once, with torch 2.14: it called an op removed since).
+Change the op's name with its backward, or clear the cache (``/tmp/torchinductor_$USER``) when testing.
+
 Eager calls do not go through these ops but through ``autograd.Function`` wrappers of the same
 kernels (``functions.py``): the op machinery (schema parsing, the Python autograd wrapper) costs about
 0.1 ms per forward+backward on the 2-core CPU, as much as the whole fused CIoU of 1e4 boxes
