@@ -288,19 +288,28 @@ def _loss_out(n: int, dtype: torch.dtype, reduction: str) -> tuple[Tensor, int]:
     return (torch.empty((), dtype=dtype) if n else torch.zeros((), dtype=dtype)), code
 
 
+def _ptr(x: Tensor | None):
+    return None if x is None else x.data_ptr()
+
+
+def _box_call(what: str, dtype: int, cfg: tuple, p: Tensor, t: Tensor, extra: Tensor | None, gout, gstride: int,
+              out: Tensor | None, red: int, gp: Tensor | None, gt: Tensor | None) -> None:
+    """One bl_box_loss call on checked ``[N >= 1, 4]`` boxes (``gout``: an address, or None)."""
+    n = p.shape[0]
+    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
+    rc = _lib().bl_box_loss(dtype, *cfg, n, p.data_ptr(), t.data_ptr(), _ptr(ex), exs, gout, gstride, _ptr(out), red,
+                            _ptr(gp), _ptr(gt), torch.get_num_threads())
+    _check_rc(rc, what)
+
+
 def box_loss_forward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
                      p: Tensor, t: Tensor, extra: Tensor | None, reduction: str = "none") -> Tensor:
     """Loss of the IoU-family loss ``kind`` (codes of ``kinds.py``): per box ``[N]``, or its sum / mean."""
     dtype = _dtype_code(p, t, True)
-    n = p.shape[0]
-    out, red = _loss_out(n, p.dtype, reduction)
-    if n == 0:
-        return out
-    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
-    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
-                            None if ex is None else ex.data_ptr(), exs, None, 0, out.data_ptr(), red, None, None,
-                            torch.get_num_threads())
-    _check_rc(rc, "forward")
+    out, red = _loss_out(p.shape[0], p.dtype, reduction)
+    if p.shape[0]:
+        _box_call("forward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, None, 0, out, red,
+                  None, None)
     return out
 
 
@@ -310,19 +319,13 @@ def box_loss_forward_backward(kind: int, fmt: int, variant: int, flags: int, eps
     """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` in one pass over the boxes: the loss per box
     ``[N]`` or its sum / mean, a gradient not needed None."""
     dtype = _dtype_code(p, t, True)
-    n = p.shape[0]
-    out, red = _loss_out(n, p.dtype, reduction)
+    out, red = _loss_out(p.shape[0], p.dtype, reduction)
     gp = torch.empty_like(p) if need_p else None
     gt = torch.empty_like(t) if need_t else None
-    if n == 0:
-        return out, gp, gt
-    g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
-    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
-    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
-                            None if ex is None else ex.data_ptr(), exs, ctypes.addressof(g), 0, out.data_ptr(), red,
-                            None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
-                            torch.get_num_threads())
-    _check_rc(rc, "forward+backward")
+    if p.shape[0]:
+        g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
+        _box_call("forward+backward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra,
+                  ctypes.addressof(g), 0, out, red, gp, gt)
     return out, gp, gt
 
 
@@ -331,18 +334,12 @@ def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float,
                       need_t: bool) -> tuple[Tensor | None, Tensor | None]:
     """``(grad · dloss/dp, grad · dloss/dt)``, None for a gradient not needed."""
     dtype = _dtype_code(p, t, True)
-    n = p.shape[0]
     gp = torch.empty_like(p) if need_p else None
     gt = torch.empty_like(t) if need_t else None
-    if n == 0 or not (need_p or need_t):
-        return gp, gt
-    g, gs = _per_box(grad, n, p.dtype, "grad")
-    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
-    rc = _lib().bl_box_loss(dtype, kind, fmt, variant, flags, eps, p0, p1, p2, n, p.data_ptr(), t.data_ptr(),
-                            None if ex is None else ex.data_ptr(), exs, g.data_ptr(), gs, None, 0,
-                            None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
-                            torch.get_num_threads())
-    _check_rc(rc, "backward")
+    if p.shape[0] and (need_p or need_t):
+        g, gs = _per_box(grad, p.shape[0], p.dtype, "grad")
+        _box_call("backward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, g.data_ptr(), gs,
+                  None, 0, gp, gt)
     return gp, gt
 
 
@@ -368,8 +365,7 @@ def smooth_l1_backward(p: Tensor, t: Tensor, beta: float, grad: Tensor, need_p: 
     if n == 0 or not (need_p or need_t):
         return gp, gt
     g, gs = _per_box(grad, n, p.dtype, "grad")
-    rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, g.data_ptr(), gs, None,
-                             None if gp is None else gp.data_ptr(), None if gt is None else gt.data_ptr(),
+    rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, g.data_ptr(), gs, None, _ptr(gp), _ptr(gt),
                              torch.get_num_threads())
     _check_rc(rc, "Smooth L1 backward")
     return gp, gt
