@@ -512,6 +512,7 @@ def test_codes_match_kinds_py():
     assert [enum[f"VARIANT_{v}"] for v in ("ONE", "SQRT", "POW", "SCALE0")] == [
         VARIANT_ONE, VARIANT_SQRT, VARIANT_POW, VARIANT_SCALE0]
     assert sorted(v for k, v in enum.items() if k.startswith(("BAD_", "NO_MEMORY"))) == sorted(cpu.ERRORS)
+    assert {name: enum[f"REDUCE_{name.upper()}"] for name in cpu.REDUCTIONS} == cpu.REDUCTIONS
 
 
 def test_sources_are_package_data():

@@ -27,6 +27,8 @@ enum { BL_XYXY = 0, BL_XYWH = 1, BL_CXCYWH = 2 };
 enum { BL_ALPHA_GATED = 1, BL_PAPER_GRAD = 2 };
 // how an exponent p0 is applied (kinds.VARIANT_*); exponent kinds take 0-2, Shape-IoU also 3, others 0
 enum { BL_VARIANT_ONE = 0, BL_VARIANT_SQRT = 1, BL_VARIANT_POW = 2, BL_VARIANT_SCALE0 = 3 };
+// what the forward writes to out (cpu.REDUCTIONS)
+enum { BL_REDUCE_NONE = 0, BL_REDUCE_SUM = 1, BL_REDUCE_MEAN = 2 };
 // return codes
 enum {
   BL_OK = 0, BL_BAD_DTYPE = 1, BL_BAD_KIND = 2, BL_BAD_FMT = 3, BL_BAD_VARIANT = 4, BL_BAD_FLAGS = 5,

@@ -132,7 +132,7 @@ void loop(const Args<T>& a, const F fm, double* chunk_sum) {
   if (reduce) {
     double total = 0;
     for (int64_t c = 0; c < nchunks; ++c) total += chunk_sum[c];
-    out[0] = T(a.reduce == 2 ? total / double(n) : total);
+    out[0] = T(a.reduce == BL_REDUCE_MEAN ? total / double(n) : total);
   }
 }
 
@@ -271,7 +271,7 @@ int smooth_l1(int64_t n, const void* p_, const void* t_, double beta_, const voi
 [[maybe_unused]] int check_call(int dtype, int64_t n, const void* p, const void* t, const void* gout, int64_t gstride,
                                 void* out, void* gp, void* gt, int reduce = 0) {
   if (dtype != 0 && dtype != 1) return BL_BAD_DTYPE;
-  if (reduce < 0 || reduce > 2) return BL_BAD_REDUCE;
+  if (reduce < BL_REDUCE_NONE || reduce > BL_REDUCE_MEAN) return BL_BAD_REDUCE;
   if (reduce && !out) return BL_BAD_POINTER;
   if (n < 0) return BL_BAD_SIZE;
   if ((gp || gt) && gstride != 0 && gstride != 1) return BL_BAD_STRIDE;
