@@ -7,7 +7,7 @@ import torch
 
 from boxloss.boxes import available_box_losses, ciou_loss, get_box_loss
 from boxloss.boxes.kernels import backends, cpu_kernels_available, ops
-from boxloss.boxes.kernels.kinds import EXPONENT_KINDS, KINDS, PER_BOX_EXTRA, VARIANT_POW
+from boxloss.boxes.kernels.kinds import EXPONENT_KINDS, KINDS, PER_BOX_EXTRA, READS_EXTRA, VARIANT_POW
 
 from box_cases import overlapping_pairs
 
@@ -42,11 +42,14 @@ def test_opcheck_ciou_flags_and_backward_op(flags):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", sorted(KINDS.values()), ids=sorted(KINDS, key=KINDS.get))
 def test_opcheck_box_loss_reduced(kind, dtype):
-    p, t, *rest = _args(kind, dtype)
-    for reduction, need_p, need_t in (("mean", True, True), ("sum", True, False), ("mean", False, True),
-                                      ("sum", False, False)):
-        torch.library.opcheck(ops.box_loss_reduced, (p.detach().requires_grad_(need_p),
-                                                     t.detach().requires_grad_(need_t), *rest, reduction, need_p, need_t))
+    p, t, extra, *rest = _args(kind, dtype)
+    # kinds that do not read the extra input take None (what the dispatch passes them)
+    for ex in (extra,) if kind in READS_EXTRA else (extra, None):
+        for reduction, need_p, need_t in (("mean", True, True), ("sum", True, False), ("mean", False, True),
+                                          ("sum", False, False)):
+            torch.library.opcheck(ops.box_loss_reduced, (p.detach().requires_grad_(need_p),
+                                                         t.detach().requires_grad_(need_t), ex, *rest, reduction,
+                                                         need_p, need_t))
 
 
 def test_opcheck_smooth_l1():

@@ -139,13 +139,14 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
     cfg = (code, FMTS[fmt], int(variant), int(flags), float(eps), float(p0), float(p1), float(p2))
     on_cpu = device_type == "cpu" and not backends.TRITON_ON_CPU
     compiling = torch.compiler.is_compiling()
-    if on_cpu and not compiling and extra is None and code not in READS_EXTRA:
+    reduced = on_cpu and weight is None and avg_factor is None and reduction != "none"
+    if on_cpu and extra is None and code not in READS_EXTRA and (reduced or not compiling):
         ex = None  # the CPU kernels take no extra input for these kinds (saves a fill per call)
     else:
         ex = _extra_tensor(extra, code, batch, dtype, pred.device, impl)
         if ex is None:
             return None
-    if on_cpu and weight is None and avg_factor is None and reduction != "none":
+    if reduced:
         # the kernel takes the sum / mean itself, and the gradient in the same pass (no view / mean nodes)
         grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
         if compiling:

@@ -92,11 +92,12 @@ box_loss.register_autograd(_box_backward, setup_context=_box_setup)
 
 
 @torch.library.custom_op("boxloss::box_loss_reduced", mutates_args=(), device_types=("cpu",))
-def box_loss_reduced(p: Tensor, t: Tensor, extra: Tensor, kind: int, fmt: int, variant: int, flags: int, eps: float,
-                     p0: float, p1: float, p2: float, reduction: str, need_p: bool,
+def box_loss_reduced(p: Tensor, t: Tensor, extra: Tensor | None, kind: int, fmt: int, variant: int, flags: int,
+                     eps: float, p0: float, p1: float, p2: float, reduction: str, need_p: bool,
                      need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``(loss, dloss/dp, dloss/dt)`` of the sum or mean (``reduction``) of the per-box losses, from one pass
-    over the boxes; an empty ``[0]`` tensor for a gradient not needed."""
+    over the boxes; an empty ``[0]`` tensor for a gradient not needed. ``extra`` is None for the kinds that
+    do not read it."""
     scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
     loss, gp, gt = backends.cpu().box_loss_forward_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
                                                             scale, need_p, need_t, reduction)
