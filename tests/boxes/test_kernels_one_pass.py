@@ -126,3 +126,13 @@ def test_bad_reduction_code_is_refused():
     with pytest.raises(ValueError, match="reduction='max' is not supported"):
         cpu.box_loss_forward(KINDS["iou"], 0, 0, 0, 1e-7, 0.0, 0.0, 0.0, pred.contiguous(), target.contiguous(), None,
                              "max")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_compute_in_fp32_and_get_gradients_in_their_dtype(dtype):
+    pred, target = overlapping_pairs(200, seed=17)
+    fused = _run(ciou_loss, pred.to(dtype), target.to(dtype), "fused", "mean", 1.0, grad_target=True)
+    ref = _run(ciou_loss, pred.to(dtype), target.to(dtype), "reference", "mean", 1.0, grad_target=True)
+    assert fused[0].dtype == torch.float32 and fused[1].dtype == dtype and fused[2].dtype == dtype
+    for a, b in zip(fused, ref):
+        assert_close_scaled(a, b, 1e-6)
