@@ -35,7 +35,8 @@ def smooth_l1_loss(
     "mean" averages over all elements, like `torch.nn.functional.smooth_l1_loss`.
     Returns float32 (float64 if an input is float64).
     `impl`: "auto" | "fused" | "reference" (None: the module default), as for the IoU losses; the fused
-    kernel (one pass forward, one backward) runs on CPU, other devices use the reference path.
+    kernel runs on CPU (an unweighted sum / mean in one pass computing the loss, its sum and its gradient;
+    otherwise one pass forward, one backward), other devices use the reference path.
     """
     check_tensor("pred", pred)
     check_tensor("target", target)
@@ -43,6 +44,10 @@ def smooth_l1_loss(
         broadcast_shape(pred, target, ("pred", "target"))
     check_positive("beta", beta, allow_zero=True)
     dtype = compute_dtype(pred, target)
+    if weight is None and avg_factor is None and reduction != "none":  # the kernel takes the sum / mean
+        loss = fused_smooth_l1(pred, target, beta, impl=impl, reduction=reduction)
+        if loss is not None:
+            return loss
     loss = fused_smooth_l1(pred, target, beta, impl=impl)
     if loss is None:
         diff = (pred.to(dtype) - target.to(dtype)).abs()

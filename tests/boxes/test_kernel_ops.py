@@ -56,6 +56,12 @@ def test_opcheck_smooth_l1():
     p, t = overlapping_pairs(12, dtype=torch.float32, seed=3)
     torch.library.opcheck(ops.smooth_l1, (p.reshape(-1).requires_grad_(), t.reshape(-1), 0.25))
     torch.library.opcheck(ops.smooth_l1_backward, (torch.rand(48), p.reshape(-1), t.reshape(-1), 0.0, True, True))
+    for reduction, need_p, need_t in (("mean", True, True), ("sum", True, False), ("mean", False, True),
+                                      ("sum", False, False)):
+        for beta in (0.0, 0.25):
+            torch.library.opcheck(ops.smooth_l1_reduced, (p.reshape(-1).detach().requires_grad_(need_p),
+                                                          t.reshape(-1).detach().requires_grad_(need_t), beta,
+                                                          reduction, need_p, need_t))
 
 
 @pytest.fixture
@@ -64,7 +70,7 @@ def kernel_calls(monkeypatch):
     calls = []
     module = backends.cpu()
     for name in ("box_loss_forward", "box_loss_backward", "box_loss_forward_backward", "smooth_l1_forward",
-                 "smooth_l1_backward"):
+                 "smooth_l1_backward", "smooth_l1_forward_backward"):
         real = getattr(module, name)
 
         def counted(*args, _real=real, _name=name):
@@ -95,7 +101,7 @@ def test_compiled_loss_runs_the_fused_kernel(name, kernel_calls):
     if name in UNFUSED:
         assert kernel_calls == []
     elif name in ("l1", "smooth_l1"):
-        assert kernel_calls == ["smooth_l1_forward", "smooth_l1_backward"], kernel_calls
+        assert kernel_calls == ["smooth_l1_forward_backward"], kernel_calls  # the mean: one pass
     else:
         # the box losses' mean: one pass for the loss and its gradient, no backward kernel (Wise-IoU v3 also
         # runs a forward for its running mean of 1 - IoU)

@@ -468,8 +468,10 @@ def test_raw_abi_return_codes(lib):
     assert call(o=None, red=1) == 7  # a sum with nowhere to write it
     assert call(gp=out.data_ptr(), gout=out.data_ptr(), gs=2) == 6  # forward+backward checks the gradient's stride
     assert lib.bl_box_loss(0, 1, 0, 0, 0, EPS, 0, 0, 0, 0, None, None, None, 0, None, 0, None, 0, None, None, 1) == 0
-    assert lib.bl_smooth_l1(2, 4, *ptrs, 1.0, None, 0, out.data_ptr(), None, None, 1) == 1
-    assert lib.bl_smooth_l1(0, 4, None, None, 1.0, None, 0, out.data_ptr(), None, None, 1) == 7
+    assert lib.bl_smooth_l1(2, 4, *ptrs, 1.0, None, 0, out.data_ptr(), 0, None, None, 1) == 1
+    assert lib.bl_smooth_l1(0, 4, None, None, 1.0, None, 0, out.data_ptr(), 0, None, None, 1) == 7
+    assert lib.bl_smooth_l1(0, 4, *ptrs, 1.0, None, 0, out.data_ptr(), 3, None, None, 1) == 10
+    assert lib.bl_smooth_l1(0, 4, *ptrs, 1.0, None, 0, None, 2, None, None, 1) == 7  # a mean with no out
     assert lib.bl_abi_version() == cpu.ABI_VERSION
 
 

@@ -11,7 +11,8 @@ the kernel's sum: independent of the thread count and equal to the per-box losse
 import pytest
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, mpdiou_loss, siou_loss, wiou_v3_loss
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, l1_loss, mpdiou_loss, siou_loss, smooth_l1_loss
+from boxloss.boxes import wiou_v3_loss
 from boxloss.boxes import kernels
 from boxloss.boxes.kernels import cpu
 from boxloss.boxes.kernels.kinds import KINDS
@@ -29,6 +30,8 @@ LOSSES = {
     "siou": siou_loss,
     "wiou_v3": lambda p, t, **kw: wiou_v3_loss(p, t, iou_mean=0.4, **kw),  # a one-value extra input
     "mpdiou": lambda p, t, **kw: mpdiou_loss(p, t, img_size=(160.0, 120.0), **kw),  # a per-box extra input
+    "smooth_l1": lambda p, t, **kw: smooth_l1_loss(p, t, beta=0.5, **kw),
+    "l1": l1_loss,
 }
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 
@@ -119,6 +122,21 @@ def test_kernel_sum_is_independent_of_the_thread_count_and_matches_the_per_box_l
     assert torch.equal(one, two) and one.shape == ()
     torch.testing.assert_close(one.double(), per_box, rtol=1e-6, atol=0)
     torch.testing.assert_close(mean.double(), per_box / len(pred), rtol=1e-6, atol=0)
+
+
+def test_smooth_l1_kernel_sum_is_independent_of_the_thread_count():
+    """Smooth L1 takes threads from 16 x 262,144 elements; its chunk sums are added in order too."""
+    pred, target = (x.reshape(-1).contiguous() for x in overlapping_pairs(1_100_000, seed=13))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cpu.smooth_l1_forward(pred, target, 0.5, "sum")
+        torch.set_num_threads(2)
+        two = cpu.smooth_l1_forward(pred, target, 0.5, "sum")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    torch.testing.assert_close(one.double(), cpu.smooth_l1_forward(pred, target, 0.5).double().sum(), rtol=1e-6, atol=0)
 
 
 def test_bad_reduction_code_is_refused():

@@ -196,15 +196,19 @@ def fused_newer_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyx
                           impl=impl, **finish)
 
 
-def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | None = None) -> Tensor | None:
-    """Element-wise Smooth L1 (unreduced, broadcast shape) through the fused CPU kernel, or None where the
-    caller should use the reference path (impl="reference", non-CPU tensors with "auto"). Arguments are
-    checked by the caller (``smooth_l1.smooth_l1_loss``)."""
+def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | None = None,
+                    reduction: str = "none") -> Tensor | None:
+    """Element-wise Smooth L1 (broadcast shape) through the fused CPU kernel -- or, with reduction "sum" /
+    "mean", its sum / mean over all elements, taken in the kernel with the gradient in the same pass (the
+    caller asks for it only when there is no weight) -- or None where the caller should use the reference
+    path (impl="reference", non-CPU tensors with "auto"). Arguments are checked by the caller
+    (``smooth_l1.smooth_l1_loss``)."""
     impl = _default_impl if impl is None else impl
-    check_choice("impl", impl, IMPLS)
     if impl == "reference":
         return None
-    if pred.device.type != "cpu" or target.device.type != "cpu":
+    check_choice("impl", impl, IMPLS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if not (pred.is_cpu and target.is_cpu):
         return _unavailable(impl, "the fused Smooth L1 kernel runs on CPU only (CUDA uses the reference path)")
     dtype = compute_dtype(pred, target)
     why = backends.why_unavailable("cpu", dtype)
@@ -214,11 +218,19 @@ def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | No
     p, t = pred.to(dtype), target.to(dtype)
     p = (p if p.shape == shape else p.expand(shape)).reshape(-1).contiguous()
     t = (t if t.shape == shape else t.expand(shape)).reshape(-1).contiguous()
+    beta = float(beta)
+    grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
+    if reduction != "none":
+        if torch.compiler.is_compiling():
+            return ops.smooth_l1_reduced(p, t, beta, reduction, grad and p.requires_grad, grad and t.requires_grad)[0]
+        if grad:
+            return functions.SmoothL1OnePass.apply(p, t, beta, reduction)
+        return backends.cpu().smooth_l1_forward(p, t, beta, reduction)
     if torch.compiler.is_compiling():
-        return ops.smooth_l1(p, t, float(beta)).view(shape)
-    if torch.is_grad_enabled() and (p.requires_grad or t.requires_grad):
-        return functions.SmoothL1.apply(p, t, float(beta)).view(shape)
-    return backends.cpu().smooth_l1_forward(p, t, float(beta)).view(shape)
+        return ops.smooth_l1(p, t, beta).view(shape)
+    if grad:
+        return functions.SmoothL1.apply(p, t, beta).view(shape)
+    return backends.cpu().smooth_l1_forward(p, t, beta).view(shape)
 
 
 __all__ = [

@@ -23,7 +23,8 @@ Launchers (torch tensors in, torch tensors out), the interface the rest of boxlo
 - ``box_loss_backward(..., p, t, extra, grad, need_p, need_t) -> (grad_p | None, grad_t | None)``
 - ``box_loss_forward_backward(..., p, t, extra, gscale, need_p, need_t, reduction="none") -> (loss, grad_p | None,
   grad_t | None)``: both in one pass, the gradients (of each box's loss) scaled by the float ``gscale``
-- ``smooth_l1_forward(p, t, beta)``, ``smooth_l1_backward(p, t, beta, grad, need_p, need_t)``
+- ``smooth_l1_forward(p, t, beta, reduction="none")``, ``smooth_l1_backward(p, t, beta, grad, need_p, need_t)``,
+  ``smooth_l1_forward_backward(p, t, beta, gscale, need_p, need_t, reduction="none")``
 
 ``p``, ``t``: ``[N, 4]`` contiguous float32 / float64 CPU boxes (Smooth L1: any contiguous shape);
 ``extra``: ``[N]`` or ``[1]`` in their dtype (None for kinds that do not read it); ``grad``: ``[N]``
@@ -61,8 +62,8 @@ ABI = {
     # dtype kind fmt variant flags eps p0 p1 p2 n p t extra extra_stride gout gstride out reduce gp gt nthreads
     "bl_box_loss": (_INT, (_INT, _INT, _INT, _INT, _INT, _DBL, _DBL, _DBL, _DBL, _I64, _V, _V, _V, _I64, _V, _I64,
                            _V, _INT, _V, _V, _INT)),
-    # dtype n p t beta gout gstride out gp gt nthreads
-    "bl_smooth_l1": (_INT, (_INT, _I64, _V, _V, _DBL, _V, _I64, _V, _V, _V, _INT)),
+    # dtype n p t beta gout gstride out reduce gp gt nthreads
+    "bl_smooth_l1": (_INT, (_INT, _I64, _V, _V, _DBL, _V, _I64, _V, _INT, _V, _V, _INT)),
 }
 # the return codes of abi.h
 ERRORS = {1: "bad dtype", 2: "bad kind", 3: "bad box format", 4: "bad variant for this kind",
@@ -343,16 +344,38 @@ def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float,
     return gp, gt
 
 
-def smooth_l1_forward(p: Tensor, t: Tensor, beta: float) -> Tensor:
-    """Element-wise Smooth L1 (beta = 0: L1), same shape as ``p``."""
+def _smooth_l1_call(what: str, dtype: int, p: Tensor, t: Tensor, beta: float, gout, gstride: int,
+                    out: Tensor | None, red: int, gp: Tensor | None, gt: Tensor | None) -> None:
+    rc = _lib().bl_smooth_l1(dtype, p.numel(), p.data_ptr(), t.data_ptr(), beta, gout, gstride, _ptr(out), red,
+                             _ptr(gp), _ptr(gt), torch.get_num_threads())
+    _check_rc(rc, what)
+
+
+def smooth_l1_forward(p: Tensor, t: Tensor, beta: float, reduction: str = "none") -> Tensor:
+    """Element-wise Smooth L1 (beta = 0: L1), same shape as ``p``; or its sum / mean (0-dim)."""
     dtype = _dtype_code(p, t, False)
-    out = torch.empty_like(p)
-    n = p.numel()
-    if n:
-        rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, None, 0, out.data_ptr(), None, None,
-                                 torch.get_num_threads())
-        _check_rc(rc, "Smooth L1 forward")
+    out, red = _loss_out(p.numel(), p.dtype, reduction)
+    if red == 0:
+        out = out.view(p.shape)
+    if p.numel():
+        _smooth_l1_call("Smooth L1 forward", dtype, p, t, beta, None, 0, out, red, None, None)
     return out
+
+
+def smooth_l1_forward_backward(p: Tensor, t: Tensor, beta: float, gscale: float, need_p: bool, need_t: bool,
+                               reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` element-wise in one pass: the loss per element or
+    its sum / mean, a gradient not needed None."""
+    dtype = _dtype_code(p, t, False)
+    out, red = _loss_out(p.numel(), p.dtype, reduction)
+    if red == 0:
+        out = out.view(p.shape)
+    gp = torch.empty_like(p) if need_p else None
+    gt = torch.empty_like(t) if need_t else None
+    if p.numel():
+        g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
+        _smooth_l1_call("Smooth L1 forward+backward", dtype, p, t, beta, ctypes.addressof(g), 0, out, red, gp, gt)
+    return out, gp, gt
 
 
 def smooth_l1_backward(p: Tensor, t: Tensor, beta: float, grad: Tensor, need_p: bool,
@@ -361,13 +384,9 @@ def smooth_l1_backward(p: Tensor, t: Tensor, beta: float, grad: Tensor, need_p: 
     dtype = _dtype_code(p, t, False)
     gp = torch.empty_like(p) if need_p else None
     gt = torch.empty_like(t) if need_t else None
-    n = p.numel()
-    if n == 0 or not (need_p or need_t):
-        return gp, gt
-    g, gs = _per_box(grad, n, p.dtype, "grad")
-    rc = _lib().bl_smooth_l1(dtype, n, p.data_ptr(), t.data_ptr(), beta, g.data_ptr(), gs, None, _ptr(gp), _ptr(gt),
-                             torch.get_num_threads())
-    _check_rc(rc, "Smooth L1 backward")
+    if p.numel() and (need_p or need_t):
+        g, gs = _per_box(grad, p.numel(), p.dtype, "grad")
+        _smooth_l1_call("Smooth L1 backward", dtype, p, t, beta, g.data_ptr(), gs, None, 0, gp, gt)
     return gp, gt
 
 
@@ -381,4 +400,5 @@ __all__ = [
     "library",
     "smooth_l1_backward",
     "smooth_l1_forward",
+    "smooth_l1_forward_backward",
 ]

@@ -2,11 +2,11 @@
 without the op machinery's per-call cost (the dispatch in ``__init__.py`` uses the ops under
 ``torch.compile`` and these otherwise).
 
-``BoxLoss`` (per-box losses, and weighted ones): one pass forward saving only the inputs, one pass
-backward that recomputes what it needs and writes only the gradients required; the incoming gradient is
-passed as is (an expanded scalar keeps its stride 0 and is never materialised). ``BoxLossOnePass`` (an
-unweighted sum / mean on CPU): one pass computing the loss, its sum and its gradient, and a backward that
-only scales that gradient.
+``BoxLoss`` and ``SmoothL1`` (per-element losses, and weighted ones): one pass forward saving only the
+inputs, one pass backward that recomputes what it needs and writes only the gradients required; the
+incoming gradient is passed as is (an expanded scalar keeps its stride 0 and is never materialised).
+``BoxLossOnePass`` and ``SmoothL1OnePass`` (an unweighted sum / mean on CPU): one pass computing the
+loss, its sum and its gradient, and a backward that only scales that gradient.
 """
 
 from __future__ import annotations
@@ -48,41 +48,63 @@ class BoxLoss(torch.autograd.Function):
         return gp, gt, None, None
 
 
-class BoxLossOnePass(torch.autograd.Function):
-    """The unweighted sum or mean of a box loss over ``[N, 4]`` contiguous CPU boxes, with its gradient
-    computed in the same pass over the boxes (the kernel's forward+backward mode, which also takes the sum).
+class _OnePass(torch.autograd.Function):
+    """The unweighted sum or mean of a loss over contiguous CPU tensors, with its gradient computed in the
+    same pass (the kernels' forward+backward mode, which also takes the sum); subclasses give the forward.
 
     The backward scales that gradient by the incoming one -- in place, handing the buffer to autograd, and
-    not at all when it is 1 (``loss.backward()``) -- so a forward+backward reads the boxes once, and the
-    graph has one node instead of the per-box node, a view and a mean (each costs ~10-25 us of autograd
+    not at all when it is 1 (``loss.backward()``) -- so a forward+backward reads the inputs once, and the
+    graph has one node instead of the per-element node, a view and a mean (each costs ~10-25 us of autograd
     engine time at small N). A second backward through a retained graph recomputes the gradient, with the
-    same arithmetic (the same bits). A per-box or weighted loss goes through ``BoxLoss``: there the upstream
-    gradient differs per box and enters the kernel's backward, as autograd would propagate it.
+    same arithmetic (the same bits). Per-element and weighted losses go through ``BoxLoss`` / ``SmoothL1``:
+    there the upstream gradient differs per element and enters the kernel's backward, as autograd would
+    propagate it.
     """
 
     @staticmethod
-    def forward(ctx, p: Tensor, t: Tensor, extra: Tensor | None, cfg: tuple, reduction: str) -> Tensor:
-        scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
-        need_p, need_t = ctx.needs_input_grad[:2]
-        out, gp, gt = backends.cpu().box_loss_forward_backward(*cfg, p, t, extra, scale, need_p, need_t, reduction)
+    def _keep(ctx, grads: tuple, scale: float, backward, args: tuple) -> None:
         # the inputs only serve a second backward; plain attributes, not save_for_backward (~2 us a call)
-        ctx.inputs, ctx.cfg, ctx.scale, ctx.grads = (p, t, extra), cfg, scale, (gp, gt)
-        return out
+        ctx.grads, ctx.scale, ctx.regrad = grads, scale, (backward, args)
 
     @staticmethod
     @_once_differentiable
     def backward(ctx, grad: Tensor):
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # a second backward (retain_graph=True): the first one handed the buffers over
-            p, t, extra = ctx.inputs
-            scale = torch.full((1,), ctx.scale, dtype=p.dtype)  # what the forward's pass was given
-            grads = backends.cpu().box_loss_backward(*ctx.cfg, p, t, extra, scale, ctx.needs_input_grad[0],
-                                                     ctx.needs_input_grad[1])
+            backward, args = ctx.regrad
+            scale = torch.full((1,), ctx.scale, dtype=grad.dtype)  # what the forward's pass was given
+            grads = backward(*args, scale, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         if float(grad) != 1.0:
             for x in grads:
                 if x is not None:
                     x.mul_(grad)
-        return grads[0], grads[1], None, None, None
+        return (grads[0], grads[1]) + (None,) * (len(ctx.needs_input_grad) - 2)
+
+
+class BoxLossOnePass(_OnePass):
+    """``_OnePass`` for a box loss of ``[N, 4]`` boxes; ``cfg`` as for ``BoxLoss``."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, extra: Tensor | None, cfg: tuple, reduction: str) -> Tensor:
+        scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
+        need_p, need_t = ctx.needs_input_grad[:2]
+        cpu = backends.cpu()
+        out, gp, gt = cpu.box_loss_forward_backward(*cfg, p, t, extra, scale, need_p, need_t, reduction)
+        _OnePass._keep(ctx, (gp, gt), scale, cpu.box_loss_backward, (*cfg, p, t, extra))
+        return out
+
+
+class SmoothL1OnePass(_OnePass):
+    """``_OnePass`` for Smooth L1 of flat tensors (the mean is over all elements)."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, beta: float, reduction: str) -> Tensor:
+        scale = 1.0 / max(p.numel(), 1) if reduction == "mean" else 1.0
+        need_p, need_t = ctx.needs_input_grad[:2]
+        cpu = backends.cpu()
+        out, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
+        _OnePass._keep(ctx, (gp, gt), scale, cpu.smooth_l1_backward, (p, t, beta))
+        return out
 
 
 class SmoothL1(torch.autograd.Function):

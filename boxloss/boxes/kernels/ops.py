@@ -12,7 +12,8 @@ registered as the forward's autograd formula:
   multiplies the saved gradient by the incoming one (a pointwise product inductor fuses with what consumes
   the gradient; for a leaf input it is one more pass over the gradient, which eager mode skips when the
   incoming gradient is 1);
-- ``boxloss::smooth_l1(p, t, beta) -> loss`` and ``boxloss::smooth_l1_backward`` element-wise.
+- ``boxloss::smooth_l1(p, t, beta) -> loss`` and ``boxloss::smooth_l1_backward`` element-wise, and
+  ``boxloss::smooth_l1_reduced(p, t, beta, reduction, need_p, need_t)``, its one-pass sum / mean.
 
 A gradient that is not needed comes back as an empty ``[0]`` tensor (an op's outputs are tensors) and
 is turned into None for autograd. The CPU implementation runs the C++ kernels, the CUDA one the Triton
@@ -111,8 +112,9 @@ def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, reduction, need_p
 
 
 def _reduced_setup(ctx, inputs, output):
+    # the one-pass ops' inputs end with (..., reduction, need_p, need_t)
     ctx.save_for_backward(output[1], output[2])
-    ctx.need = inputs[-2:]
+    ctx.need, ctx.n_inputs = inputs[-2:], len(inputs)
 
 
 def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
@@ -120,7 +122,7 @@ def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
     # (opcheck's AOT test fails otherwise); inductor fuses it with whatever consumes the gradient
     gp, gt = ctx.saved_tensors
     need_p, need_t = ctx.need
-    return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * 12
+    return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * (ctx.n_inputs - 2)
 
 
 box_loss_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)
@@ -165,3 +167,21 @@ def _l1_backward(ctx, grad):
 
 
 smooth_l1.register_autograd(_l1_backward, setup_context=_l1_setup)
+
+
+@torch.library.custom_op("boxloss::smooth_l1_reduced", mutates_args=(), device_types=("cpu",))
+def smooth_l1_reduced(p: Tensor, t: Tensor, beta: float, reduction: str, need_p: bool,
+                      need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(loss, dloss/dp, dloss/dt)`` of the sum or mean of element-wise Smooth L1, from one pass."""
+    scale = 1.0 / max(p.numel(), 1) if reduction == "mean" else 1.0
+    loss, gp, gt = backends.cpu().smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
+    return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+@smooth_l1_reduced.register_fake
+def _(p, t, beta, reduction, need_p, need_t):
+    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
+            torch.empty_like(t) if need_t else _empty(t))
+
+
+smooth_l1_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)

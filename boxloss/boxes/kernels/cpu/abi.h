@@ -56,9 +56,9 @@ int bl_box_loss(int dtype, int kind, int fmt, int variant, int flags, double eps
                 int64_t n, const void* p, const void* t, const void* extra, int64_t extra_stride,
                 const void* gout, int64_t gstride, void* out, int reduce, void* gp, void* gt, int nthreads);
 
-// Smooth L1, element-wise over n values (beta = 0: L1); forward / backward as bl_box_loss.
+// Smooth L1, element-wise over n values (beta = 0: L1); out, reduce, gp, gt as for bl_box_loss (both in one pass).
 int bl_smooth_l1(int dtype, int64_t n, const void* p, const void* t, double beta, const void* gout, int64_t gstride,
-                 void* out, void* gp, void* gt, int nthreads);
+                 void* out, int reduce, void* gp, void* gt, int nthreads);
 
 #ifdef __cplusplus
 }
