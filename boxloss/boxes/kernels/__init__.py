@@ -22,8 +22,8 @@ reach the inputs in their own dtype. A per-box or weighted loss is one pass forw
 inputs and one pass backward writing only the gradients needed; an unweighted sum or mean on CPU
 (``reduction="mean"`` / ``"sum"``, no ``weight`` / ``avg_factor``: what ``loss.backward()`` training
 calls) is one pass computing the loss, its sum (in the kernel, chunk sums added in double) and its
-gradient, whose backward only scales that gradient by the incoming one (``BoxLossOnePass``, and the
-op ``boxloss::box_loss_reduced`` under compile).
+gradient, whose backward only scales that gradient by the incoming one (``BoxLossOnePass`` and
+``SmoothL1OnePass``, and the ops ``boxloss::box_loss_reduced`` / ``smooth_l1_reduced`` under compile).
 """
 
 from __future__ import annotations
