@@ -52,6 +52,18 @@ def test_opcheck_box_loss_reduced(kind, dtype):
                                                          need_p, need_t))
 
 
+def test_double_backward_through_a_reduced_op_raises():
+    """The ops' backward is the kernels' hand-written derivative: a backward with create_graph=True raises,
+    rather than giving a second derivative of 0."""
+    p, t, extra, *rest = _args(KINDS["diou"], torch.float64)
+    p.requires_grad_()
+    loss = ops.box_loss_reduced(p, t, extra, *rest, "mean", True, False)[0]
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        torch.autograd.grad(loss, p, create_graph=True)
+    first, = torch.autograd.grad(ops.box_loss_reduced(p, t, extra, *rest, "mean", True, False)[0], p)
+    assert torch.isfinite(first).all()
+
+
 def test_opcheck_smooth_l1():
     p, t = overlapping_pairs(12, dtype=torch.float32, seed=3)
     torch.library.opcheck(ops.smooth_l1, (p.reshape(-1).requires_grad_(), t.reshape(-1), 0.25))

@@ -86,6 +86,26 @@ def test_second_backward_through_a_retained_graph_gives_the_same_bits(upstream):
     assert torch.equal(p.grad, first)
 
 
+def test_second_backward_without_retain_graph_raises_as_autograd_does():
+    pred, target = overlapping_pairs(20, seed=9)
+    p = pred.clone().requires_grad_(True)
+    loss = ciou_loss(p, target, impl="fused")
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
+def test_an_input_changed_in_place_before_a_retained_second_backward_is_detected():
+    pred, target = overlapping_pairs(20, seed=10)
+    p = pred.clone().requires_grad_(True)
+    loss = ciou_loss(p, target, impl="fused")
+    torch.autograd.grad(loss, p, retain_graph=True)
+    with torch.no_grad():
+        p.add_(0.5)  # an optimizer step
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(loss, p)
+
+
 def test_gradient_of_the_target_alone():
     pred, target = overlapping_pairs(40, dtype=torch.float64, seed=3)
     t = target.clone().requires_grad_(True)
@@ -113,13 +133,18 @@ def test_kernel_sum_is_independent_of_the_thread_count_and_matches_the_per_box_l
     try:
         torch.set_num_threads(1)
         one = cpu.box_loss_forward(*cfg, pred, target, None, "sum")
+        one_pass_1 = cpu.box_loss_forward_backward(*cfg, pred, target, None, 0.5, True, True, "mean")
         torch.set_num_threads(2)
         two = cpu.box_loss_forward(*cfg, pred, target, None, "sum")
         mean = cpu.box_loss_forward(*cfg, pred, target, None, "mean")
+        one_pass_2 = cpu.box_loss_forward_backward(*cfg, pred, target, None, 0.5, True, True, "mean")
     finally:
         torch.set_num_threads(threads)
     per_box = cpu.box_loss_forward(*cfg, pred, target, None).double().sum()
     assert torch.equal(one, two) and one.shape == ()
+    for a, b in zip(one_pass_1, one_pass_2):  # the training path too: loss and both gradients
+        assert torch.equal(a, b)
+    assert torch.equal(one_pass_2[0], mean)
     torch.testing.assert_close(one.double(), per_box, rtol=1e-6, atol=0)
     torch.testing.assert_close(mean.double(), per_box / len(pred), rtol=1e-6, atol=0)
 
@@ -131,11 +156,14 @@ def test_smooth_l1_kernel_sum_is_independent_of_the_thread_count():
     try:
         torch.set_num_threads(1)
         one = cpu.smooth_l1_forward(pred, target, 0.5, "sum")
+        one_pass_1 = cpu.smooth_l1_forward_backward(pred, target, 0.5, 1.0, True, False, "sum")
         torch.set_num_threads(2)
         two = cpu.smooth_l1_forward(pred, target, 0.5, "sum")
+        one_pass_2 = cpu.smooth_l1_forward_backward(pred, target, 0.5, 1.0, True, False, "sum")
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, two)
+    assert torch.equal(one, two) and torch.equal(one_pass_1[0], one) and torch.equal(one_pass_2[0], one)
+    assert torch.equal(one_pass_1[1], one_pass_2[1]) and one_pass_1[2] is None
     torch.testing.assert_close(one.double(), cpu.smooth_l1_forward(pred, target, 0.5).double().sum(), rtol=1e-6, atol=0)
 
 

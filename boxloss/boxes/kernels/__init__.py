@@ -114,8 +114,8 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
     ``p0..p2`` and ``extra`` are as in ``kinds.py`` (``extra``: a float, or a tensor broadcastable to the
     batch shape that does not require grad).
 
-    On CPU in eager mode an unweighted sum or mean is taken by the kernel, with the gradient in the same
-    pass over the boxes (``functions.BoxLossOnePass``)."""
+    On CPU an unweighted sum or mean is taken by the kernel, with the gradient in the same pass over the
+    boxes (``functions.BoxLossOnePass`` in eager mode, ``ops.box_loss_reduced`` under compile)."""
     impl = _default_impl if impl is None else impl
     if impl == "reference":
         return None

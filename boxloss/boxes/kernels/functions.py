@@ -62,18 +62,23 @@ class _OnePass(torch.autograd.Function):
     """
 
     @staticmethod
-    def _keep(ctx, grads: tuple, scale: float, backward, args: tuple) -> None:
-        # the inputs only serve a second backward; plain attributes, not save_for_backward (~2 us a call)
-        ctx.grads, ctx.scale, ctx.regrad = grads, scale, (backward, args)
+    def _keep(ctx, grads: tuple, scale: float, backward, before: tuple, inputs: tuple, after: tuple) -> None:
+        """Keep the gradients, and what recomputes them: ``backward(*before, *inputs, *after, grad, need_p,
+        need_t)``. The inputs go through save_for_backward (~2 us) although only a second backward reads them:
+        so a second backward without retain_graph raises, an input changed in place is detected, and the
+        inputs are released after the backward."""
+        ctx.save_for_backward(*inputs)
+        ctx.grads, ctx.scale, ctx.regrad = grads, scale, (backward, before, after)
 
     @staticmethod
     @_once_differentiable
     def backward(ctx, grad: Tensor):
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # a second backward (retain_graph=True): the first one handed the buffers over
-            backward, args = ctx.regrad
+            backward, before, after = ctx.regrad
             scale = torch.full((1,), ctx.scale, dtype=grad.dtype)  # what the forward's pass was given
-            grads = backward(*args, scale, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+            grads = backward(*before, *ctx.saved_tensors, *after, scale, ctx.needs_input_grad[0],
+                             ctx.needs_input_grad[1])
         if float(grad) != 1.0:
             for x in grads:
                 if x is not None:
@@ -90,7 +95,7 @@ class BoxLossOnePass(_OnePass):
         need_p, need_t = ctx.needs_input_grad[:2]
         cpu = backends.cpu()
         out, gp, gt = cpu.box_loss_forward_backward(*cfg, p, t, extra, scale, need_p, need_t, reduction)
-        _OnePass._keep(ctx, (gp, gt), scale, cpu.box_loss_backward, (*cfg, p, t, extra))
+        _OnePass._keep(ctx, (gp, gt), scale, cpu.box_loss_backward, cfg, (p, t, extra), ())
         return out
 
 
@@ -103,7 +108,7 @@ class SmoothL1OnePass(_OnePass):
         need_p, need_t = ctx.needs_input_grad[:2]
         cpu = backends.cpu()
         out, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
-        _OnePass._keep(ctx, (gp, gt), scale, cpu.smooth_l1_backward, (p, t, beta))
+        _OnePass._keep(ctx, (gp, gt), scale, cpu.smooth_l1_backward, (), (p, t), (beta,))
         return out
 
 

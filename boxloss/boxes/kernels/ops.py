@@ -120,6 +120,9 @@ def _reduced_setup(ctx, inputs, output):
 def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
     # a product, not an in-place scaling of the saved gradient: the op's outputs must stay as returned
     # (opcheck's AOT test fails otherwise); inductor fuses it with whatever consumes the gradient
+    if torch.is_grad_enabled():  # create_graph=True: the product would give a second derivative of 0
+        raise RuntimeError("boxloss: the fused kernels' gradient is not differentiable (double backward); "
+                           'use impl="reference" for higher-order gradients')
     gp, gt = ctx.saved_tensors
     need_p, need_t = ctx.need
     return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * (ctx.n_inputs - 2)

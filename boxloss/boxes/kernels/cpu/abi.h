@@ -51,7 +51,7 @@ int bl_abi_version(void);
 // gp, gt != NULL (gout: n values with gstride 1, or one broadcast value with gstride 0). Given both out and
 // a gradient, the box losses compute both in one pass over the boxes.
 // Returns BL_OK, or one of the BL_BAD_* codes (nothing written) for a bad code or argument, or
-// BL_NO_MEMORY (only the target's gradient needs a scratch buffer of 4 n values).
+// BL_NO_MEMORY (scratch: 4 n values for the target's gradient alone, n / 1024 for a sum or mean).
 int bl_box_loss(int dtype, int kind, int fmt, int variant, int flags, double eps, double p0, double p1, double p2,
                 int64_t n, const void* p, const void* t, const void* extra, int64_t extra_stride,
                 const void* gout, int64_t gstride, void* out, int reduce, void* gp, void* gt, int nthreads);
