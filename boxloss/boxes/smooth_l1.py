@@ -44,11 +44,10 @@ def smooth_l1_loss(
         broadcast_shape(pred, target, ("pred", "target"))
     check_positive("beta", beta, allow_zero=True)
     dtype = compute_dtype(pred, target)
-    if weight is None and avg_factor is None and reduction != "none":  # the kernel takes the sum / mean
-        loss = fused_smooth_l1(pred, target, beta, impl=impl, reduction=reduction)
-        if loss is not None:
-            return loss
-    loss = fused_smooth_l1(pred, target, beta, impl=impl)
+    plain = weight is None and avg_factor is None and reduction != "none"  # the kernel takes the sum / mean
+    loss = fused_smooth_l1(pred, target, beta, impl=impl, reduction=reduction if plain else "none")
+    if loss is not None and plain:
+        return loss
     if loss is None:
         diff = (pred.to(dtype) - target.to(dtype)).abs()
         if beta == 0:

@@ -289,6 +289,11 @@ def _loss_out(n: int, dtype: torch.dtype, reduction: str) -> tuple[Tensor, int]:
     return (torch.empty((), dtype=dtype) if n else torch.zeros((), dtype=dtype)), code
 
 
+def reduction_scale(count: int, reduction: str) -> float:
+    """The factor d(reduced loss) / d(loss of one element): 1 / count for a mean (1 for no elements), else 1."""
+    return 1.0 / max(count, 1) if reduction == "mean" else 1.0
+
+
 def _ptr(x: Tensor | None):
     return None if x is None else x.data_ptr()
 
@@ -398,6 +403,7 @@ __all__ = [
     "box_loss_forward_backward",
     "build",
     "library",
+    "reduction_scale",
     "smooth_l1_backward",
     "smooth_l1_forward",
     "smooth_l1_forward_backward",

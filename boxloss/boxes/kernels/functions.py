@@ -91,9 +91,9 @@ class BoxLossOnePass(_OnePass):
 
     @staticmethod
     def forward(ctx, p: Tensor, t: Tensor, extra: Tensor | None, cfg: tuple, reduction: str) -> Tensor:
-        scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
-        need_p, need_t = ctx.needs_input_grad[:2]
         cpu = backends.cpu()
+        scale = cpu.reduction_scale(p.shape[0], reduction)
+        need_p, need_t = ctx.needs_input_grad[:2]
         out, gp, gt = cpu.box_loss_forward_backward(*cfg, p, t, extra, scale, need_p, need_t, reduction)
         _OnePass._keep(ctx, (gp, gt), scale, cpu.box_loss_backward, cfg, (p, t, extra), ())
         return out
@@ -104,9 +104,9 @@ class SmoothL1OnePass(_OnePass):
 
     @staticmethod
     def forward(ctx, p: Tensor, t: Tensor, beta: float, reduction: str) -> Tensor:
-        scale = 1.0 / max(p.numel(), 1) if reduction == "mean" else 1.0
-        need_p, need_t = ctx.needs_input_grad[:2]
         cpu = backends.cpu()
+        scale = cpu.reduction_scale(p.numel(), reduction)
+        need_p, need_t = ctx.needs_input_grad[:2]
         out, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
         _OnePass._keep(ctx, (gp, gt), scale, cpu.smooth_l1_backward, (), (p, t), (beta,))
         return out

@@ -99,16 +99,20 @@ def box_loss_reduced(p: Tensor, t: Tensor, extra: Tensor | None, kind: int, fmt:
     """``(loss, dloss/dp, dloss/dt)`` of the sum or mean (``reduction``) of the per-box losses, from one pass
     over the boxes; an empty ``[0]`` tensor for a gradient not needed. ``extra`` is None for the kinds that
     do not read it."""
-    scale = 1.0 / max(p.shape[0], 1) if reduction == "mean" else 1.0
-    loss, gp, gt = backends.cpu().box_loss_forward_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
-                                                            scale, need_p, need_t, reduction)
+    cpu = backends.cpu()
+    loss, gp, gt = cpu.box_loss_forward_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
+                                                 cpu.reduction_scale(p.shape[0], reduction), need_p, need_t, reduction)
     return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+def _reduced_fake(p: Tensor, t: Tensor, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
+            torch.empty_like(t) if need_t else _empty(t))
 
 
 @box_loss_reduced.register_fake
 def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, reduction, need_p, need_t):
-    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
-            torch.empty_like(t) if need_t else _empty(t))
+    return _reduced_fake(p, t, need_p, need_t)
 
 
 def _reduced_setup(ctx, inputs, output):
@@ -176,15 +180,15 @@ smooth_l1.register_autograd(_l1_backward, setup_context=_l1_setup)
 def smooth_l1_reduced(p: Tensor, t: Tensor, beta: float, reduction: str, need_p: bool,
                       need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
     """``(loss, dloss/dp, dloss/dt)`` of the sum or mean of element-wise Smooth L1, from one pass."""
-    scale = 1.0 / max(p.numel(), 1) if reduction == "mean" else 1.0
-    loss, gp, gt = backends.cpu().smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
+    cpu = backends.cpu()
+    loss, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, cpu.reduction_scale(p.numel(), reduction), need_p,
+                                                  need_t, reduction)
     return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
 
 
 @smooth_l1_reduced.register_fake
 def _(p, t, beta, reduction, need_p, need_t):
-    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
-            torch.empty_like(t) if need_t else _empty(t))
+    return _reduced_fake(p, t, need_p, need_t)
 
 
 smooth_l1_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)

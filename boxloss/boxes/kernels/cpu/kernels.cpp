@@ -57,6 +57,15 @@ using namespace bl;
 // waiting thread stalls for a scheduler time slice.
 inline int pick_threads(int64_t n, int nthreads) { return n < 262144 ? 1 : (nthreads < 1 ? 1 : nthreads); }
 
+// out[0] = the sum (reduce 1) or mean (reduce 2) of n elements from their per-chunk sums, added in chunk
+// order in double: the same bits for any thread count.
+template <typename T>
+void write_reduced(T* out, int reduce, const double* chunk_sum, int64_t nchunks, int64_t n) {
+  double total = 0;
+  for (int64_t c = 0; c < nchunks; ++c) total += chunk_sum[c];
+  out[0] = T(reduce == BL_REDUCE_MEAN ? total / double(n) : total);
+}
+
 // Threads take chunks; each chunk is one `omp simd` loop.
 constexpr int64_t CHUNK = 1024;
 
@@ -129,11 +138,7 @@ void loop(const Args<T>& a, const F fm, double* chunk_sum) {
       }
     }
   }
-  if (reduce) {
-    double total = 0;
-    for (int64_t c = 0; c < nchunks; ++c) total += chunk_sum[c];
-    out[0] = T(a.reduce == BL_REDUCE_MEAN ? total / double(n) : total);
-  }
+  if (reduce) write_reduced(out, a.reduce, chunk_sum, nchunks, n);
 }
 
 template <typename T, int KIND, int VAR, int FLAGS>
@@ -279,11 +284,7 @@ int smooth_l1(int64_t n, const void* p_, const void* t_, double beta_, const voi
   else if (gp) smooth_l1_loop<T, true, false>(n, p, t, gout, gstride, out, reduce, gp, gt, beta, nthreads, sums);
   else if (gt) smooth_l1_loop<T, false, true>(n, p, t, gout, gstride, out, reduce, gp, gt, beta, nthreads, sums);
   else if (out) smooth_l1_loop<T, false, false>(n, p, t, gout, gstride, out, reduce, gp, gt, beta, nthreads, sums);
-  if (reduce) {
-    double total = 0;
-    for (int64_t c = 0; c < (n + 16 * CHUNK - 1) / (16 * CHUNK); ++c) total += sums[c];
-    out[0] = T(reduce == BL_REDUCE_MEAN ? total / double(n) : total);
-  }
+  if (reduce) write_reduced(out, reduce, sums, (n + 16 * CHUNK - 1) / (16 * CHUNK), n);
   return BL_OK;
 }
 
