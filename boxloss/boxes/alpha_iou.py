@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .kernels import fused_newer_loss, pow_mode
+from .kernels import fused_box_loss, variant_of
 from .iou_losses import _finish
 from .overlaps import OVERLAP_KINDS, aligned_overlap, prepare_box_pair
 
@@ -84,8 +84,8 @@ def alpha_iou_loss(
     check_positive("eps", eps)
     check_choice("base", base, OVERLAP_KINDS)
     check_number("alpha", alpha, low=0.0, low_ok=False)
-    loss = fused_newer_loss(pred, target, "alpha_" + base, fmt=fmt, eps=eps, p0=alpha, pmode=pow_mode(alpha), impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "alpha_" + base, fmt=fmt, eps=eps, p0=alpha, variant=variant_of(alpha),
+                          impl=impl, reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

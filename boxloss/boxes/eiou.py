@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .kernels import fused_newer_loss, pow_mode
+from .kernels import fused_box_loss, variant_of
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -55,8 +55,8 @@ def eiou_loss(
     kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
-    loss = fused_newer_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "eiou", fmt=fmt, eps=eps, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)
@@ -88,9 +88,9 @@ def focal_eiou_loss(
     check_positive("eps", eps)
     check_number("gamma", gamma, low=0.0)
     # gamma = 0: IoU^0 = 1 (0^0 = 1 too), i.e. EIoU
-    kind, mode = ("eiou", 0) if gamma == 0 else ("focal_eiou", pow_mode(gamma))
-    loss = fused_newer_loss(pred, target, kind, fmt=fmt, eps=eps, p0=gamma, pmode=mode, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    kind, mode = ("eiou", 0) if gamma == 0 else ("focal_eiou", variant_of(gamma))
+    loss = fused_box_loss(pred, target, kind, fmt=fmt, eps=eps, p0=gamma, variant=mode, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._checks import check_choice, check_positive
 from .eiou import eiou_per_box
-from .kernels import fused_newer_loss
+from .kernels import fused_box_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 from .siou import siou_per_box
@@ -71,8 +71,8 @@ def inner_iou_loss(
     check_positive("eps", eps)
     check_choice("base", base, INNER_IOU_BASES)
     check_positive("ratio", ratio)
-    loss = fused_newer_loss(pred, target, "inner_" + base, fmt=fmt, eps=eps, p0=0.5 * ratio, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "inner_" + base, fmt=fmt, eps=eps, p0=0.5 * ratio, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ._checks import check_positive, check_tensor, compute_dtype
 from ._geometry import check_number
-from .kernels import fused_newer_loss
+from .kernels import fused_box_loss
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -83,8 +83,8 @@ def mpdiou_loss(
     check_tensor("pred", pred, last_dim=4)
     check_tensor("target", target, last_dim=4)
     diag2 = _img_diag2(img_size, compute_dtype(pred, target), eps)
-    loss = fused_newer_loss(pred, target, "mpdiou", fmt=fmt, eps=eps, extra=diag2, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "mpdiou", fmt=fmt, eps=eps, extra=diag2, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .kernels import fused_newer_loss, pow_mode
+from .kernels import fused_box_loss, variant_of
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -68,9 +68,9 @@ def shape_iou_loss(
     """
     check_positive("eps", eps)
     check_number("scale", scale, low=0.0)
-    mode = 3 if scale == 0 else pow_mode(scale)  # 3: ww = hh = 1, no power
-    loss = fused_newer_loss(pred, target, "shape_iou", fmt=fmt, eps=eps, p0=scale, pmode=mode, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    mode = 3 if scale == 0 else variant_of(scale)  # 3: ww = hh = 1, no power
+    loss = fused_box_loss(pred, target, "shape_iou", fmt=fmt, eps=eps, p0=scale, variant=mode, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ._checks import check_positive
 from ._geometry import box_parts, check_number, safe_pow
-from .kernels import fused_newer_loss, pow_mode
+from .kernels import fused_box_loss, variant_of
 from .iou_losses import _finish
 from .overlaps import aligned_overlap, prepare_box_pair
 
@@ -77,8 +77,8 @@ def siou_loss(
     """
     check_positive("eps", eps)
     check_number("theta", theta, low=1.0)
-    loss = fused_newer_loss(pred, target, "siou", fmt=fmt, eps=eps, p0=theta, pmode=pow_mode(theta), impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "siou", fmt=fmt, eps=eps, p0=theta, variant=variant_of(theta), impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     p, t = prepare_box_pair(pred, target, fmt)

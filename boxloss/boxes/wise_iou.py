@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ._checks import check_positive, prepare_weight
 from ._geometry import box_parts, check_number
-from .kernels import fused_newer_loss
+from .kernels import fused_box_loss
 from .iou_losses import _finish, iou_loss
 from .overlaps import aligned_overlap, prepare_box_pair
 from .registry import LossModule
@@ -98,8 +98,8 @@ def wiou_v1_loss(
     kernel where available (`boxloss.boxes.kernels`), else the eager reference; same values and gradients either way.
     """
     check_positive("eps", eps)
-    loss = fused_newer_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl,
-                            reduction=reduction, weight=weight, avg_factor=avg_factor)
+    loss = fused_box_loss(pred, target, "wiou_v1", fmt=fmt, eps=eps, impl=impl,
+                          reduction=reduction, weight=weight, avg_factor=avg_factor)
     if loss is not None:
         return loss
     l_iou, r = _wiou_v1_parts(pred, target, fmt, eps)
@@ -137,7 +137,7 @@ def wiou_v3_loss(
     _check_focusing(alpha, delta)
     check_positive("eps", eps)
     mean = _check_iou_mean(iou_mean, eps)
-    loss = fused_newer_loss(
+    loss = fused_box_loss(
         pred, target, "wiou_v3", fmt=fmt, eps=eps, p1=math.log(alpha), p2=delta, extra=mean, impl=impl,
         reduction=reduction, weight=weight, avg_factor=avg_factor,
     )

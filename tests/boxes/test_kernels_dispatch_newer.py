@@ -401,10 +401,10 @@ def test_cuda_float64_error_matches_core():
     with pytest.raises(RuntimeError) as core:
         kernels.fused_overlap_loss(p, p, "ciou", impl="fused")
     with pytest.raises(RuntimeError) as err:
-        kernels.fused_newer_loss(p, p, "siou", impl="fused")
+        kernels.fused_box_loss(p, p, "siou", impl="fused")
     assert str(err.value) == str(core.value) and 'impl="fused" cannot run' in str(err.value)
     assert "float32 only" in str(err.value)
-    assert kernels.fused_newer_loss(p, p, "siou", impl="auto") is None
+    assert kernels.fused_box_loss(p, p, "siou", impl="auto") is None
     assert kernels.fused_overlap_loss(p, p, "ciou", impl="auto") is None
 
 

@@ -40,7 +40,6 @@ IMPLS = ("auto", "fused", "reference")
 GRAD_MODES = ("exact", "paper")
 _IOU_MODES = {"linear": "iou", "square": "iou_square", "log": "iou_log"}
 _default_impl = "auto"
-pow_mode = variant_of  # the name the newer losses' modules use
 
 
 def set_default_impl(impl: str) -> str:
@@ -67,9 +66,19 @@ def _unavailable(impl: str, why: str):
     return None
 
 
-def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, torch.Size]:
-    """Cast to the compute dtype, broadcast, and view as [N, 4] contiguous (copies only when needed)."""
-    if pred.shape == target.shape and pred.dim() == 2 and pred.dtype == dtype == target.dtype \
+def _chosen_impl(impl: str | None, reduction: str) -> str:
+    """The implementation a call asked for (the default for None), after checking it and the reduction."""
+    impl = _default_impl if impl is None else impl
+    if impl != "reference":
+        check_choice("impl", impl, IMPLS)
+        check_choice("reduction", reduction, REDUCTIONS)
+    return impl
+
+
+def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype, boxes: bool = True) -> tuple[Tensor, Tensor, torch.Size]:
+    """Cast to the compute dtype, broadcast, and view as ``[N, 4]`` (``boxes``) or flat, contiguous (copies
+    only when needed); with the shape to view a result back to (the batch shape, or the whole shape)."""
+    if pred.shape == target.shape and pred.dim() == (2 if boxes else 1) and pred.dtype == dtype == target.dtype \
             and pred.is_contiguous() and target.is_contiguous():
         return pred, target, pred.shape[:1]  # the common case, in ~1 us instead of ~4
     # torch.broadcast_shapes costs ~30 us: skip it in the common case of equal shapes
@@ -79,7 +88,8 @@ def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype) -> tuple[Tensor
         p = p.expand(shape)
     if t.shape != shape:
         t = t.expand(shape)
-    return p.reshape(-1, 4).contiguous(), t.reshape(-1, 4).contiguous(), shape[:-1]
+    flat = (-1, 4) if boxes else (-1,)
+    return p.reshape(flat).contiguous(), t.reshape(flat).contiguous(), shape[:-1] if boxes else shape
 
 
 def _extra_tensor(extra, kind: int, batch: torch.Size, dtype, device, impl: str):
@@ -116,11 +126,9 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
 
     On CPU an unweighted sum or mean is taken by the kernel, with the gradient in the same pass over the
     boxes (``functions.BoxLossOnePass`` in eager mode, ``ops.box_loss_reduced`` under compile)."""
-    impl = _default_impl if impl is None else impl
+    impl = _chosen_impl(impl, reduction)
     if impl == "reference":
         return None
-    check_choice("impl", impl, IMPLS)
-    check_choice("reduction", reduction, REDUCTIONS)
     check_tensor("pred", pred, last_dim=4)
     check_tensor("target", target, last_dim=4)
     check_choice("fmt", fmt, BOX_FORMATS)
@@ -187,15 +195,6 @@ def fused_overlap_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "x
                           impl=impl, **finish)
 
 
-def fused_newer_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy", eps: float = 1e-7, p0: float = 0.0,
-                     p1: float = 0.0, p2: float = 0.0, pmode: int = 0, extra=None, impl: str | None = None,
-                     **finish) -> Tensor | None:
-    """``fused_box_loss`` with the newer losses' argument names (``pmode`` is the exponent variant;
-    ``finish``: ``reduction``, ``weight``, ``avg_factor``)."""
-    return fused_box_loss(pred, target, kind, fmt=fmt, eps=eps, variant=pmode, p0=p0, p1=p1, p2=p2, extra=extra,
-                          impl=impl, **finish)
-
-
 def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | None = None,
                     reduction: str = "none") -> Tensor | None:
     """Element-wise Smooth L1 (broadcast shape) through the fused CPU kernel -- or, with reduction "sum" /
@@ -203,21 +202,16 @@ def fused_smooth_l1(pred: Tensor, target: Tensor, beta: float, *, impl: str | No
     caller asks for it only when there is no weight) -- or None where the caller should use the reference
     path (impl="reference", non-CPU tensors with "auto"). Arguments are checked by the caller
     (``smooth_l1.smooth_l1_loss``)."""
-    impl = _default_impl if impl is None else impl
+    impl = _chosen_impl(impl, reduction)
     if impl == "reference":
         return None
-    check_choice("impl", impl, IMPLS)
-    check_choice("reduction", reduction, REDUCTIONS)
     if not (pred.is_cpu and target.is_cpu):
         return _unavailable(impl, "the fused Smooth L1 kernel runs on CPU only (CUDA uses the reference path)")
     dtype = compute_dtype(pred, target)
     why = backends.why_unavailable("cpu", dtype)
     if why is not None:
         return _unavailable(impl, why)
-    shape = pred.shape if pred.shape == target.shape else broadcast_shape(pred, target, ("pred", "target"))
-    p, t = pred.to(dtype), target.to(dtype)
-    p = (p if p.shape == shape else p.expand(shape)).reshape(-1).contiguous()
-    t = (t if t.shape == shape else t.expand(shape)).reshape(-1).contiguous()
+    p, t, shape = _flat_pair(pred, target, dtype, boxes=False)
     beta = float(beta)
     grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
     if reduction != "none":
@@ -238,10 +232,9 @@ __all__ = [
     "IMPLS",
     "cpu_kernels_available",
     "fused_box_loss",
-    "fused_newer_loss",
     "fused_overlap_loss",
     "fused_smooth_l1",
     "get_default_impl",
-    "pow_mode",
     "set_default_impl",
+    "variant_of",
 ]

@@ -245,21 +245,13 @@ def _lib():
     return lib
 
 
-def _check_rc(rc: int, what: str) -> None:
-    if rc != 0:
-        raise RuntimeError(f"boxloss CPU kernel {what} failed: {ERRORS.get(rc, 'unknown error')} (code {rc})")
+def reduction_scale(count: int, reduction: str) -> float:
+    """The factor d(reduced loss) / d(loss of one element): 1 / count for a mean (1 for no elements), else 1."""
+    return 1.0 / max(count, 1) if reduction == "mean" else 1.0
 
 
-def _dtype_code(p: Tensor, t: Tensor, boxes: bool) -> int:
-    """The dtype code of a checked pair: same dtype (float32/float64), CPU, contiguous, same shape ([N, 4])."""
-    # (the cheap tensor properties: this runs on every call, ~0.6 us)
-    code, shape = _DTYPES.get(p.dtype), p.shape
-    if (code is None or t.dtype != p.dtype or not p.is_cpu or not t.is_cpu or t.shape != shape
-            or (boxes and (len(shape) != 2 or shape[1] != 4)) or not p.is_contiguous() or not t.is_contiguous()):
-        want = "[N, 4]" if boxes else "same-shape"
-        raise ValueError(f"the CPU kernels take {want} contiguous float32/float64 CPU tensors of one dtype, got "
-                         f"{p.dtype} {list(p.shape)} on {p.device} and {t.dtype} {list(t.shape)} on {t.device}")
-    return code
+def _ptr(x: Tensor | None):
+    return None if x is None else x.data_ptr()
 
 
 def _per_box(x: Tensor, n: int, dtype: torch.dtype, name: str) -> tuple[Tensor, int]:
@@ -279,44 +271,59 @@ def _per_box(x: Tensor, n: int, dtype: torch.dtype, name: str) -> tuple[Tensor, 
     return (x if stride == 1 else x.contiguous()), 1
 
 
-def _loss_out(n: int, dtype: torch.dtype, reduction: str) -> tuple[Tensor, int]:
-    """The loss output (``[N]``, or 0-dim for a sum / mean: 0 for no boxes) and its reduction code."""
-    code = REDUCTIONS.get(reduction)
-    if code is None:
-        raise ValueError(f"reduction={reduction!r} is not supported; accepted: {', '.join(map(repr, REDUCTIONS))}")
-    if code == 0:
-        return torch.empty(n, dtype=dtype), 0
-    return (torch.empty((), dtype=dtype) if n else torch.zeros((), dtype=dtype)), code
-
-
-def reduction_scale(count: int, reduction: str) -> float:
-    """The factor d(reduced loss) / d(loss of one element): 1 / count for a mean (1 for no elements), else 1."""
-    return 1.0 / max(count, 1) if reduction == "mean" else 1.0
-
-
-def _ptr(x: Tensor | None):
-    return None if x is None else x.data_ptr()
-
-
-def _box_call(what: str, dtype: int, cfg: tuple, p: Tensor, t: Tensor, extra: Tensor | None, gout, gstride: int,
-              out: Tensor | None, red: int, gp: Tensor | None, gt: Tensor | None) -> None:
-    """One bl_box_loss call on checked ``[N >= 1, 4]`` boxes (``gout``: an address, or None)."""
-    n = p.shape[0]
-    ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
-    rc = _lib().bl_box_loss(dtype, *cfg, n, p.data_ptr(), t.data_ptr(), _ptr(ex), exs, gout, gstride, _ptr(out), red,
-                            _ptr(gp), _ptr(gt), torch.get_num_threads())
-    _check_rc(rc, what)
+def _run(box: tuple | None, p: Tensor, t: Tensor, extra: Tensor | None, *, beta: float = 0.0,
+         reduction: str | None = "none", grad: Tensor | None = None, gscale: float | None = None,
+         need_p: bool = False, need_t: bool = False) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """One call of the library: ``bl_box_loss`` with ``box = (kind, fmt, variant, flags, eps, p0, p1, p2)``,
+    or ``bl_smooth_l1`` (element-wise, ``beta``) with ``box=None``. Returns ``(loss, grad_p, grad_t)``:
+    the loss (per box / element, or its sum / mean, 0-dim) unless ``reduction`` is None; the gradients
+    needed, ``grad · dloss/d·`` for a per-box ``grad`` (backward) or ``gscale · dloss_i/d·`` (in the
+    forward's pass), else None."""
+    # the cheap tensor properties only: this runs on every call (~0.6 us)
+    code, shape = _DTYPES.get(p.dtype), p.shape
+    if (code is None or t.dtype != p.dtype or not p.is_cpu or not t.is_cpu or t.shape != shape
+            or (box and (len(shape) != 2 or shape[1] != 4)) or not p.is_contiguous() or not t.is_contiguous()):
+        raise ValueError(f"the CPU kernels take {'[N, 4]' if box else 'same-shape'} contiguous float32/float64 CPU "
+                         f"tensors of one dtype, got {p.dtype} {list(shape)} on {p.device} and {t.dtype} "
+                         f"{list(t.shape)} on {t.device}")
+    n = shape[0] if box else p.numel()
+    out, red = None, 0
+    if reduction is not None:
+        red = REDUCTIONS.get(reduction)
+        if red is None:
+            raise ValueError(f"reduction={reduction!r} is not supported; accepted: {', '.join(map(repr, REDUCTIONS))}")
+        out = torch.empty(shape if box is None else n, dtype=p.dtype) if red == 0 else \
+            (torch.empty((), dtype=p.dtype) if n else torch.zeros((), dtype=p.dtype))  # the sum of none: 0
+    gp = torch.empty_like(p) if need_p else None
+    gt = torch.empty_like(t) if need_t else None
+    if n == 0 or (out is None and gp is None and gt is None):
+        return out, gp, gt
+    gout, gstride = None, 0
+    if grad is not None:
+        g, gstride = _per_box(grad, n, p.dtype, "grad")
+        gout = g.data_ptr()
+    elif gscale is not None:
+        g = (ctypes.c_float if code == 0 else ctypes.c_double)(gscale)
+        gout = ctypes.addressof(g)
+    lib = _lib()
+    if box is None:
+        rc = lib.bl_smooth_l1(code, n, p.data_ptr(), t.data_ptr(), beta, gout, gstride, _ptr(out), red, _ptr(gp),
+                              _ptr(gt), torch.get_num_threads())
+    else:
+        ex, exs = (None, 0) if extra is None else _per_box(extra, n, p.dtype, "extra")
+        rc = lib.bl_box_loss(code, *box, n, p.data_ptr(), t.data_ptr(), _ptr(ex), exs, gout, gstride, _ptr(out), red,
+                             _ptr(gp), _ptr(gt), torch.get_num_threads())
+    if rc != 0:
+        what = ("Smooth L1 " if box is None else "") + ("backward" if grad is not None else "forward") + \
+            ("+backward" if gscale is not None else "")
+        raise RuntimeError(f"boxloss CPU kernel {what} failed: {ERRORS.get(rc, 'unknown error')} (code {rc})")
+    return out, gp, gt
 
 
 def box_loss_forward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
                      p: Tensor, t: Tensor, extra: Tensor | None, reduction: str = "none") -> Tensor:
     """Loss of the IoU-family loss ``kind`` (codes of ``kinds.py``): per box ``[N]``, or its sum / mean."""
-    dtype = _dtype_code(p, t, True)
-    out, red = _loss_out(p.shape[0], p.dtype, reduction)
-    if p.shape[0]:
-        _box_call("forward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, None, 0, out, red,
-                  None, None)
-    return out
+    return _run((kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, reduction=reduction)[0]
 
 
 def box_loss_forward_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float,
@@ -324,75 +331,34 @@ def box_loss_forward_backward(kind: int, fmt: int, variant: int, flags: int, eps
                               need_t: bool, reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` in one pass over the boxes: the loss per box
     ``[N]`` or its sum / mean, a gradient not needed None."""
-    dtype = _dtype_code(p, t, True)
-    out, red = _loss_out(p.shape[0], p.dtype, reduction)
-    gp = torch.empty_like(p) if need_p else None
-    gt = torch.empty_like(t) if need_t else None
-    if p.shape[0]:
-        g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
-        _box_call("forward+backward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra,
-                  ctypes.addressof(g), 0, out, red, gp, gt)
-    return out, gp, gt
+    return _run((kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, reduction=reduction, gscale=gscale,
+                need_p=need_p, need_t=need_t)
 
 
 def box_loss_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float, p2: float,
                       p: Tensor, t: Tensor, extra: Tensor | None, grad: Tensor, need_p: bool,
                       need_t: bool) -> tuple[Tensor | None, Tensor | None]:
     """``(grad · dloss/dp, grad · dloss/dt)``, None for a gradient not needed."""
-    dtype = _dtype_code(p, t, True)
-    gp = torch.empty_like(p) if need_p else None
-    gt = torch.empty_like(t) if need_t else None
-    if p.shape[0] and (need_p or need_t):
-        g, gs = _per_box(grad, p.shape[0], p.dtype, "grad")
-        _box_call("backward", dtype, (kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, g.data_ptr(), gs,
-                  None, 0, gp, gt)
-    return gp, gt
-
-
-def _smooth_l1_call(what: str, dtype: int, p: Tensor, t: Tensor, beta: float, gout, gstride: int,
-                    out: Tensor | None, red: int, gp: Tensor | None, gt: Tensor | None) -> None:
-    rc = _lib().bl_smooth_l1(dtype, p.numel(), p.data_ptr(), t.data_ptr(), beta, gout, gstride, _ptr(out), red,
-                             _ptr(gp), _ptr(gt), torch.get_num_threads())
-    _check_rc(rc, what)
+    return _run((kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, reduction=None, grad=grad, need_p=need_p,
+                need_t=need_t)[1:]
 
 
 def smooth_l1_forward(p: Tensor, t: Tensor, beta: float, reduction: str = "none") -> Tensor:
     """Element-wise Smooth L1 (beta = 0: L1), same shape as ``p``; or its sum / mean (0-dim)."""
-    dtype = _dtype_code(p, t, False)
-    out, red = _loss_out(p.numel(), p.dtype, reduction)
-    if red == 0:
-        out = out.view(p.shape)
-    if p.numel():
-        _smooth_l1_call("Smooth L1 forward", dtype, p, t, beta, None, 0, out, red, None, None)
-    return out
+    return _run(None, p, t, None, beta=beta, reduction=reduction)[0]
 
 
 def smooth_l1_forward_backward(p: Tensor, t: Tensor, beta: float, gscale: float, need_p: bool, need_t: bool,
                                reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` element-wise in one pass: the loss per element or
     its sum / mean, a gradient not needed None."""
-    dtype = _dtype_code(p, t, False)
-    out, red = _loss_out(p.numel(), p.dtype, reduction)
-    if red == 0:
-        out = out.view(p.shape)
-    gp = torch.empty_like(p) if need_p else None
-    gt = torch.empty_like(t) if need_t else None
-    if p.numel():
-        g = (ctypes.c_float if dtype == 0 else ctypes.c_double)(gscale)
-        _smooth_l1_call("Smooth L1 forward+backward", dtype, p, t, beta, ctypes.addressof(g), 0, out, red, gp, gt)
-    return out, gp, gt
+    return _run(None, p, t, None, beta=beta, reduction=reduction, gscale=gscale, need_p=need_p, need_t=need_t)
 
 
 def smooth_l1_backward(p: Tensor, t: Tensor, beta: float, grad: Tensor, need_p: bool,
                        need_t: bool) -> tuple[Tensor | None, Tensor | None]:
     """``(grad · dloss/dp, grad · dloss/dt)`` element-wise, None for a gradient not needed."""
-    dtype = _dtype_code(p, t, False)
-    gp = torch.empty_like(p) if need_p else None
-    gt = torch.empty_like(t) if need_t else None
-    if p.numel() and (need_p or need_t):
-        g, gs = _per_box(grad, p.numel(), p.dtype, "grad")
-        _smooth_l1_call("Smooth L1 backward", dtype, p, t, beta, g.data_ptr(), gs, None, 0, gp, gt)
-    return gp, gt
+    return _run(None, p, t, None, beta=beta, reduction=None, grad=grad, need_p=need_p, need_t=need_t)[1:]
 
 
 __all__ = [

@@ -44,6 +44,50 @@ def _empty(like: Tensor) -> Tensor:
     return like.new_empty(0)
 
 
+def _or_empty(p: Tensor, t: Tensor, gp: Tensor | None, gt: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The gradients as an op returns them: an empty ``[0]`` tensor for one not computed."""
+    return (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+
+
+def _fake_grads(p: Tensor, t: Tensor, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor]:
+    return (torch.empty_like(p) if need_p else _empty(p)), (torch.empty_like(t) if need_t else _empty(t))
+
+
+def _register_two_pass_autograd(op, backward_op, n_tensors: int) -> None:
+    """``op``'s backward: ``backward_op(grad, *op's first n_tensors inputs (saved), *its other inputs, need_p,
+    need_t)``, which recomputes the forward and writes the gradients needed."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n_tensors])
+        ctx.cfg = inputs[n_tensors:]
+
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        gp, gt = backward_op(grad.to(saved[0].dtype), *saved, *ctx.cfg, need_p, need_t)
+        return (gp if need_p else None), (gt if need_t else None), *(None,) * (len(ctx.needs_input_grad) - 2)
+
+    op.register_autograd(backward, setup_context=setup)
+
+
+def _reduced_setup(ctx, inputs, output):
+    # the one-pass ops' inputs end with (..., reduction, need_p, need_t)
+    ctx.save_for_backward(output[1], output[2])
+    ctx.need, ctx.n_inputs = inputs[-2:], len(inputs)
+
+
+def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
+    # a product, not an in-place scaling of the saved gradient: the op's outputs must stay as returned
+    # (opcheck's AOT test fails otherwise); inductor does it in place, in the saved gradient's buffer
+    # (AOTAutograd donates it), fused with whatever consumes the gradient
+    if torch.is_grad_enabled():  # create_graph=True: the product would give a second derivative of 0
+        raise RuntimeError("boxloss: the fused kernels' gradient is not differentiable (double backward); "
+                           'use impl="reference" for higher-order gradients')
+    gp, gt = ctx.saved_tensors
+    need_p, need_t = ctx.need
+    return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * (ctx.n_inputs - 2)
+
+
 # ---- box losses ------------------------------------------------------------------------------------
 
 
@@ -63,33 +107,16 @@ def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2):
 def box_loss_backward(grad: Tensor, p: Tensor, t: Tensor, extra: Tensor, kind: int, fmt: int, variant: int, flags: int,
                       eps: float, p0: float, p1: float, p2: float, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor]:
     """``(grad · dloss/dp, grad · dloss/dt)``; an empty ``[0]`` tensor for a gradient not needed."""
-    gp, gt = backends.for_tensor(p).box_loss_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
-                                                       grad, need_p, need_t)
-    return (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+    return _or_empty(p, t, *backends.for_tensor(p).box_loss_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t,
+                                                                      extra, grad, need_p, need_t))
 
 
 @box_loss_backward.register_fake
 def _(grad, p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, need_p, need_t):
-    return (torch.empty_like(p) if need_p else _empty(p)), (torch.empty_like(t) if need_t else _empty(t))
+    return _fake_grads(p, t, need_p, need_t)
 
 
-def _box_setup(ctx, inputs, output):
-    p, t, extra, *cfg = inputs
-    ctx.save_for_backward(p, t, extra)
-    ctx.cfg = cfg
-
-
-def _box_backward(ctx, grad):
-    p, t, extra = ctx.saved_tensors
-    need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gp, gt = box_loss_backward(grad.to(p.dtype), p, t, extra, *ctx.cfg, need_p, need_t)
-    return (gp if need_p else None), (gt if need_t else None), None, None, None, None, None, None, None, None, None
-
-
-box_loss.register_autograd(_box_backward, setup_context=_box_setup)
-
-
-# ---- an unweighted sum / mean, with its gradient, in one pass (CPU) ------------------------------------
+_register_two_pass_autograd(box_loss, box_loss_backward, 3)
 
 
 @torch.library.custom_op("boxloss::box_loss_reduced", mutates_args=(), device_types=("cpu",))
@@ -102,34 +129,12 @@ def box_loss_reduced(p: Tensor, t: Tensor, extra: Tensor | None, kind: int, fmt:
     cpu = backends.cpu()
     loss, gp, gt = cpu.box_loss_forward_backward(kind, fmt, variant, flags, eps, p0, p1, p2, p, t, extra,
                                                  cpu.reduction_scale(p.shape[0], reduction), need_p, need_t, reduction)
-    return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
-
-
-def _reduced_fake(p: Tensor, t: Tensor, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor, Tensor]:
-    return (p.new_empty(()), torch.empty_like(p) if need_p else _empty(p),
-            torch.empty_like(t) if need_t else _empty(t))
+    return loss, *_or_empty(p, t, gp, gt)
 
 
 @box_loss_reduced.register_fake
 def _(p, t, extra, kind, fmt, variant, flags, eps, p0, p1, p2, reduction, need_p, need_t):
-    return _reduced_fake(p, t, need_p, need_t)
-
-
-def _reduced_setup(ctx, inputs, output):
-    # the one-pass ops' inputs end with (..., reduction, need_p, need_t)
-    ctx.save_for_backward(output[1], output[2])
-    ctx.need, ctx.n_inputs = inputs[-2:], len(inputs)
-
-
-def _reduced_backward(ctx, grad, _grad_gp, _grad_gt):
-    # a product, not an in-place scaling of the saved gradient: the op's outputs must stay as returned
-    # (opcheck's AOT test fails otherwise); inductor fuses it with whatever consumes the gradient
-    if torch.is_grad_enabled():  # create_graph=True: the product would give a second derivative of 0
-        raise RuntimeError("boxloss: the fused kernels' gradient is not differentiable (double backward); "
-                           'use impl="reference" for higher-order gradients')
-    gp, gt = ctx.saved_tensors
-    need_p, need_t = ctx.need
-    return (gp * grad if need_p else None), (gt * grad if need_t else None), *(None,) * (ctx.n_inputs - 2)
+    return p.new_empty(()), *_fake_grads(p, t, need_p, need_t)
 
 
 box_loss_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)
@@ -151,29 +156,15 @@ def _(p, t, beta):
 
 @torch.library.custom_op("boxloss::smooth_l1_backward", mutates_args=(), device_types=("cpu",))
 def smooth_l1_backward(grad: Tensor, p: Tensor, t: Tensor, beta: float, need_p: bool, need_t: bool) -> tuple[Tensor, Tensor]:
-    gp, gt = backends.cpu().smooth_l1_backward(p, t, beta, grad, need_p, need_t)
-    return (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+    return _or_empty(p, t, *backends.cpu().smooth_l1_backward(p, t, beta, grad, need_p, need_t))
 
 
 @smooth_l1_backward.register_fake
 def _(grad, p, t, beta, need_p, need_t):
-    return (torch.empty_like(p) if need_p else _empty(p)), (torch.empty_like(t) if need_t else _empty(t))
+    return _fake_grads(p, t, need_p, need_t)
 
 
-def _l1_setup(ctx, inputs, output):
-    p, t, beta = inputs
-    ctx.save_for_backward(p, t)
-    ctx.beta = beta
-
-
-def _l1_backward(ctx, grad):
-    p, t = ctx.saved_tensors
-    need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gp, gt = smooth_l1_backward(grad.to(p.dtype), p, t, ctx.beta, need_p, need_t)
-    return (gp if need_p else None), (gt if need_t else None), None
-
-
-smooth_l1.register_autograd(_l1_backward, setup_context=_l1_setup)
+_register_two_pass_autograd(smooth_l1, smooth_l1_backward, 2)
 
 
 @torch.library.custom_op("boxloss::smooth_l1_reduced", mutates_args=(), device_types=("cpu",))
@@ -183,12 +174,12 @@ def smooth_l1_reduced(p: Tensor, t: Tensor, beta: float, reduction: str, need_p:
     cpu = backends.cpu()
     loss, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, cpu.reduction_scale(p.numel(), reduction), need_p,
                                                   need_t, reduction)
-    return loss, (gp if gp is not None else _empty(p)), (gt if gt is not None else _empty(t))
+    return loss, *_or_empty(p, t, gp, gt)
 
 
 @smooth_l1_reduced.register_fake
 def _(p, t, beta, reduction, need_p, need_t):
-    return _reduced_fake(p, t, need_p, need_t)
+    return p.new_empty(()), *_fake_grads(p, t, need_p, need_t)
 
 
 smooth_l1_reduced.register_autograd(_reduced_backward, setup_context=_reduced_setup)
