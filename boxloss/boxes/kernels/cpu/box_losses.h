@@ -17,40 +17,6 @@ namespace bl {
 
 template <typename T> struct Par { T eps, p0, p1, p2; };
 
-// ---- the base losses: the plain kinds, and the bases of Inner-IoU ----
-template <bool BWD, typename T> BL_INL T iou_l(const Geo<T>& G, T /*eps*/, T g, GG<T>& d) {  // 1 - IoU
-  if constexpr (BWD) d.iou -= g;
-  return T(1) - G.iou;
-}
-template <bool BWD, typename T> BL_INL T giou_l(const Geo<T>& G, T eps, T g, GG<T>& d) {  // 1 - GIoU
-  if constexpr (BWD) { d.iou -= g; giou_q_back(G, eps, g, d); }
-  return T(1) - (G.iou - giou_q(G, eps));
-}
-template <bool BWD, typename T> BL_INL T diou_l(const Geo<T>& G, T eps, T g, GG<T>& d) {  // 1 - DIoU
-  if constexpr (BWD) { d.iou -= g; dist_q_back(G, eps, g, d); }
-  return T(1) - (G.iou - dist_q(G, eps));
-}
-// 1 - CIoU = 1 - ((IoU - rho^2/c^2) - alpha v), alpha a constant in backprop
-template <int FLAGS, bool BWD, typename T> BL_INL T ciou_l(const Geo<T>& G, T eps, T g, GG<T>& d) {
-  T dv;
-  const T v = aspect_v(G, eps, dv);
-  const T alpha = ciou_alpha<(FLAGS & BL_ALPHA_GATED) != 0>(G, v, eps);
-  if constexpr (BWD) {
-    d.iou -= g;
-    dist_q_back(G, eps, g, d);
-    aspect_v_back<(FLAGS & BL_PAPER_GRAD) != 0>(G, eps, dv, g * alpha, d);
-  }
-  return T(1) - ((G.iou - dist_q(G, eps)) - alpha * v);
-}
-template <bool BWD, typename T> BL_INL T eiou_l(const Geo<T>& G, T eps, T g, GG<T>& d) {
-  if constexpr (BWD) eiou_back(G, eps, g, d);
-  return eiou_val(G, eps);
-}
-template <int VAR, bool BWD, typename T> BL_INL T siou_l(const Geo<T>& G, T eps, T theta, T g, GG<T>& d) {
-  if constexpr (BWD) siou_back<VAR>(G, eps, theta, g, d);
-  return siou_val<VAR>(G, eps, theta);
-}
-
 template <bool ENCL_, bool EXTRA_ = false, int NVAR_ = 1, int FLAG_MASK_ = 0> struct Traits {
   static constexpr bool ENCL = ENCL_, EXTRA = EXTRA_;
   static constexpr int NVAR = NVAR_, FLAG_MASK = FLAG_MASK_;
@@ -64,17 +30,37 @@ template <int KIND> struct Head;
                       [[maybe_unused]] T extra, [[maybe_unused]] T g, [[maybe_unused]] GG<T>& d,    \
                       [[maybe_unused]] T* gc)
 
-template <> struct Head<BL_IOU> : Traits<false> {
-  BL_HEAD_RUN { return iou_l<BWD>(G, P.eps, g, d); }
+template <> struct Head<BL_IOU> : Traits<false> {  // 1 - IoU
+  BL_HEAD_RUN {
+    if constexpr (BWD) d.iou -= g;
+    return T(1) - G.iou;
+  }
 };
-template <> struct Head<BL_GIOU> : Traits<true> {
-  BL_HEAD_RUN { return giou_l<BWD>(G, P.eps, g, d); }
+template <> struct Head<BL_GIOU> : Traits<true> {  // 1 - GIoU
+  BL_HEAD_RUN {
+    if constexpr (BWD) { d.iou -= g; giou_q_back(G, P.eps, g, d); }
+    return T(1) - (G.iou - giou_q(G, P.eps));
+  }
 };
-template <> struct Head<BL_DIOU> : Traits<true> {
-  BL_HEAD_RUN { return diou_l<BWD>(G, P.eps, g, d); }
+template <> struct Head<BL_DIOU> : Traits<true> {  // 1 - DIoU
+  BL_HEAD_RUN {
+    if constexpr (BWD) { d.iou -= g; dist_q_back(G, P.eps, g, d); }
+    return T(1) - (G.iou - dist_q(G, P.eps));
+  }
 };
+// 1 - CIoU = 1 - ((IoU - rho^2/c^2) - alpha v), alpha a constant in backprop
 template <> struct Head<BL_CIOU> : Traits<true, false, 1, BL_ALPHA_GATED | BL_PAPER_GRAD> {
-  BL_HEAD_RUN { return ciou_l<FLAGS, BWD>(G, P.eps, g, d); }
+  BL_HEAD_RUN {
+    T dv;
+    const T v = aspect_v(G, P.eps, dv);
+    const T alpha = ciou_alpha<(FLAGS & BL_ALPHA_GATED) != 0>(G, v, P.eps);
+    if constexpr (BWD) {
+      d.iou -= g;
+      dist_q_back(G, P.eps, g, d);
+      aspect_v_back<(FLAGS & BL_PAPER_GRAD) != 0>(G, P.eps, dv, g * alpha, d);
+    }
+    return T(1) - ((G.iou - dist_q(G, P.eps)) - alpha * v);
+  }
 };
 template <> struct Head<BL_IOU_SQUARE> : Traits<false> {  // 1 - IoU^2
   BL_HEAD_RUN {
@@ -90,7 +76,10 @@ template <> struct Head<BL_IOU_LOG> : Traits<false> {  // -log(max(IoU, eps))
   }
 };
 template <> struct Head<BL_EIOU> : Traits<true> {
-  BL_HEAD_RUN { return eiou_l<BWD>(G, P.eps, g, d); }
+  BL_HEAD_RUN {
+    if constexpr (BWD) eiou_back(G, P.eps, g, d);
+    return eiou_val(G, P.eps);
+  }
 };
 template <> struct Head<BL_FOCAL_EIOU> : Traits<true, false, 3> {  // IoU^gamma L_EIoU, IoU^gamma detached
   BL_HEAD_RUN {
@@ -100,7 +89,10 @@ template <> struct Head<BL_FOCAL_EIOU> : Traits<true, false, 3> {  // IoU^gamma 
   }
 };
 template <> struct Head<BL_SIOU> : Traits<true, false, 3> {  // p0 = theta
-  BL_HEAD_RUN { return siou_l<VAR, BWD>(G, P.eps, P.p0, g, d); }
+  BL_HEAD_RUN {
+    if constexpr (BWD) siou_back<VAR>(G, P.eps, P.p0, g, d);
+    return siou_val<VAR>(G, P.eps, P.p0);
+  }
 };
 
 // Alpha-IoU (alpha_iou.alpha_iou_per_box): 1 - IoU^alpha + each penalty of the base to the power alpha
@@ -172,16 +164,13 @@ template <> struct Head<BL_MPDIOU> : Traits<false, true> {  // 1 - IoU + corner 
 };
 
 // Inner-IoU: L_base + IoU - IoU(inner boxes), inner boxes scaled by ratio about their centres (p0 = ratio / 2)
-template <int BASE> struct InnerHead : Traits<BASE != BL_IOU> {
+template <int BASE> struct InnerHead : Traits<Head<BASE>::ENCL> {
   BL_HEAD_RUN {
     const T eps = P.eps, hr = P.p0;
-    T base;
-    if constexpr (BASE == BL_IOU) base = iou_l<BWD>(G, eps, g, d);
-    else if constexpr (BASE == BL_GIOU) base = giou_l<BWD>(G, eps, g, d);
-    else if constexpr (BASE == BL_DIOU) base = diou_l<BWD>(G, eps, g, d);
-    else if constexpr (BASE == BL_CIOU) base = ciou_l<0, BWD>(G, eps, g, d);
-    else if constexpr (BASE == BL_EIOU) base = eiou_l<BWD>(G, eps, g, d);
-    else base = siou_l<BL_VARIANT_POW, BWD>(G, eps, T(4), g, d);  // SIoU with its theta = 4
+    // the base loss: SIoU with its theta = 4, CIoU with its plain alpha and exact gradient
+    const Par<T> base_par{eps, T(4), P.p1, P.p2};
+    constexpr int BASE_VAR = BASE == BL_SIOU ? BL_VARIANT_POW : BL_VARIANT_ONE;
+    const T base = Head<BASE>::template run<BASE_VAR, 0, BWD>(G, base_par, extra, g, d, gc);
     Geo<T> I;
     inner_boxes(G, hr, I);
     geo_iou(I, eps);
