@@ -28,24 +28,48 @@ def _once_differentiable(backward):
     return wrapper
 
 
-class BoxLoss(torch.autograd.Function):
-    """Per-box loss of ``[N, 4]`` contiguous boxes; ``cfg = (kind, fmt, variant, flags, eps, p0, p1, p2)``."""
+def _keep(ctx, backward, before: tuple, inputs: tuple, after: tuple) -> None:
+    """Keep what recomputes the gradients: ``backward(*before, *inputs, *after, grad, need_p, need_t)``. The
+    inputs go through save_for_backward (~2 us): so a second backward without retain_graph raises, an
+    input changed in place is detected, and the inputs are released after the backward."""
+    ctx.save_for_backward(*inputs)
+    ctx.regrad = (backward, before, after)
 
-    @staticmethod
-    def forward(ctx, p: Tensor, t: Tensor, extra: Tensor, cfg: tuple) -> Tensor:
-        ctx.save_for_backward(p, t, extra)
-        ctx.cfg = cfg
-        return backends.for_tensor(p).box_loss_forward(*cfg, p, t, extra)
+
+def _recompute(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    backward, before, after = ctx.regrad
+    return backward(*before, *ctx.saved_tensors, *after, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+
+
+class _TwoPass(torch.autograd.Function):
+    """A per-element (or weighted) loss: the forward saves only the inputs (subclasses give it; it calls
+    ``_keep``), the backward recomputes what it needs in one pass and writes only the gradients required."""
 
     @staticmethod
     @_once_differentiable
     def backward(ctx, grad: Tensor):
-        p, t, extra = ctx.saved_tensors
-        need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        if not (need_p or need_t):
-            return None, None, None, None
-        gp, gt = backends.for_tensor(p).box_loss_backward(*ctx.cfg, p, t, extra, grad.to(p.dtype), need_p, need_t)
-        return gp, gt, None, None
+        gp, gt = _recompute(ctx, grad.to(ctx.saved_tensors[0].dtype))
+        return (gp, gt) + (None,) * (len(ctx.needs_input_grad) - 2)
+
+
+class BoxLoss(_TwoPass):
+    """Per-box loss of ``[N, 4]`` contiguous boxes; ``cfg = (kind, fmt, variant, flags, eps, p0, p1, p2)``."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, extra: Tensor, cfg: tuple) -> Tensor:
+        backend = backends.for_tensor(p)
+        _keep(ctx, backend.box_loss_backward, cfg, (p, t, extra), ())
+        return backend.box_loss_forward(*cfg, p, t, extra)
+
+
+class SmoothL1(_TwoPass):
+    """Element-wise Smooth L1 of flat contiguous CPU tensors."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, beta: float) -> Tensor:
+        cpu = backends.cpu()
+        _keep(ctx, cpu.smooth_l1_backward, (), (p, t), (beta,))
+        return cpu.smooth_l1_forward(p, t, beta)
 
 
 class _OnePass(torch.autograd.Function):
@@ -62,23 +86,11 @@ class _OnePass(torch.autograd.Function):
     """
 
     @staticmethod
-    def _keep(ctx, grads: tuple, scale: float, backward, before: tuple, inputs: tuple, after: tuple) -> None:
-        """Keep the gradients, and what recomputes them: ``backward(*before, *inputs, *after, grad, need_p,
-        need_t)``. The inputs go through save_for_backward (~2 us) although only a second backward reads them:
-        so a second backward without retain_graph raises, an input changed in place is detected, and the
-        inputs are released after the backward."""
-        ctx.save_for_backward(*inputs)
-        ctx.grads, ctx.scale, ctx.regrad = grads, scale, (backward, before, after)
-
-    @staticmethod
     @_once_differentiable
     def backward(ctx, grad: Tensor):
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # a second backward (retain_graph=True): the first one handed the buffers over
-            backward, before, after = ctx.regrad
-            scale = torch.full((1,), ctx.scale, dtype=grad.dtype)  # what the forward's pass was given
-            grads = backward(*before, *ctx.saved_tensors, *after, scale, ctx.needs_input_grad[0],
-                             ctx.needs_input_grad[1])
+            grads = _recompute(ctx, torch.full((1,), ctx.scale, dtype=grad.dtype))  # what the forward's pass was given
         if float(grad) != 1.0:
             for x in grads:
                 if x is not None:
@@ -92,10 +104,10 @@ class BoxLossOnePass(_OnePass):
     @staticmethod
     def forward(ctx, p: Tensor, t: Tensor, extra: Tensor | None, cfg: tuple, reduction: str) -> Tensor:
         cpu = backends.cpu()
-        scale = cpu.reduction_scale(p.shape[0], reduction)
-        need_p, need_t = ctx.needs_input_grad[:2]
-        out, gp, gt = cpu.box_loss_forward_backward(*cfg, p, t, extra, scale, need_p, need_t, reduction)
-        _OnePass._keep(ctx, (gp, gt), scale, cpu.box_loss_backward, cfg, (p, t, extra), ())
+        ctx.scale = cpu.reduction_scale(p.shape[0], reduction)
+        out, *ctx.grads = cpu.box_loss_forward_backward(*cfg, p, t, extra, ctx.scale, *ctx.needs_input_grad[:2],
+                                                        reduction)
+        _keep(ctx, cpu.box_loss_backward, cfg, (p, t, extra), ())
         return out
 
 
@@ -105,26 +117,7 @@ class SmoothL1OnePass(_OnePass):
     @staticmethod
     def forward(ctx, p: Tensor, t: Tensor, beta: float, reduction: str) -> Tensor:
         cpu = backends.cpu()
-        scale = cpu.reduction_scale(p.numel(), reduction)
-        need_p, need_t = ctx.needs_input_grad[:2]
-        out, gp, gt = cpu.smooth_l1_forward_backward(p, t, beta, scale, need_p, need_t, reduction)
-        _OnePass._keep(ctx, (gp, gt), scale, cpu.smooth_l1_backward, (), (p, t), (beta,))
+        ctx.scale = cpu.reduction_scale(p.numel(), reduction)
+        out, *ctx.grads = cpu.smooth_l1_forward_backward(p, t, beta, ctx.scale, *ctx.needs_input_grad[:2], reduction)
+        _keep(ctx, cpu.smooth_l1_backward, (), (p, t), (beta,))
         return out
-
-
-class SmoothL1(torch.autograd.Function):
-    """Element-wise Smooth L1 of flat contiguous CPU tensors."""
-
-    @staticmethod
-    def forward(ctx, p: Tensor, t: Tensor, beta: float) -> Tensor:
-        ctx.save_for_backward(p, t)
-        ctx.beta = beta
-        return backends.cpu().smooth_l1_forward(p, t, beta)
-
-    @staticmethod
-    @_once_differentiable
-    def backward(ctx, grad: Tensor):
-        p, t = ctx.saved_tensors
-        need_p, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        gp, gt = backends.cpu().smooth_l1_backward(p, t, ctx.beta, grad.to(p.dtype), need_p, need_t)
-        return gp, gt, None
