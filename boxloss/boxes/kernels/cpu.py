@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -193,52 +194,37 @@ def build(force: bool = False):
     raise RuntimeError(f"building the boxloss CPU kernels failed ({NAME}):\n" + "\n".join(errors))
 
 
-class LazyLibrary:
-    """The library, built and loaded on first use, once per process (thread-safe); None when it cannot
-    be built (warns once) or when ``BOXLOSS_CPU_KERNELS=0``."""
-
-    def __init__(self, build_fn, what: str):
-        self._build, self._what = build_fn, what
-        self._lock = threading.Lock()
-        self.lib, self.tried = None, False
-
-    def get(self):
-        if self.tried:
-            return self.lib
-        with self._lock:
-            if not self.tried:
-                self.lib = None
-                if os.environ.get("BOXLOSS_CPU_KERNELS", "1") != "0":
-                    try:
-                        self.lib = self._build()
-                    except Exception as e:  # noqa: BLE001 -- any failure means: no fused CPU kernels
-                        warnings.warn(f"boxloss: {self._what} unavailable, using the reference (eager torch) "
-                                      f"path. {e}", RuntimeWarning, stacklevel=4)
-                self.tried = True
-        return self.lib
-
-    def reset(self, lib=None, tried: bool = False) -> None:
-        """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
-        self.lib, self.tried = lib, tried
-
-
-_LIBRARY = LazyLibrary(lambda: build(), "fused CPU kernels")
+_LIBRARY = types.SimpleNamespace(lib=None, tried=False)  # the loaded library (or None); whether a build was tried
+_LOCK = threading.Lock()
 
 
 def library():
-    """The loaded library, or None (no compiler, build failed, or BOXLOSS_CPU_KERNELS=0)."""
-    return _LIBRARY.get()
+    """The library, built and loaded on first use, once per process (thread-safe); None when it cannot be
+    built (no compiler, a failed build: warns once) or when ``BOXLOSS_CPU_KERNELS=0``."""
+    if not _LIBRARY.tried:
+        with _LOCK:
+            if not _LIBRARY.tried:
+                _LIBRARY.lib = None
+                if os.environ.get("BOXLOSS_CPU_KERNELS", "1") != "0":
+                    try:
+                        _LIBRARY.lib = build()
+                    except Exception as e:  # noqa: BLE001 -- any failure means: no fused CPU kernels
+                        warnings.warn(f"boxloss: fused CPU kernels unavailable, using the reference (eager torch) "
+                                      f"path. {e}", RuntimeWarning, stacklevel=3)
+                _LIBRARY.tried = True
+    return _LIBRARY.lib
 
 
 def _reset_for_tests(lib=None, tried: bool = False) -> None:
-    _LIBRARY.reset(lib, tried)
+    """Testing hook: forget the loaded library (and optionally install a replacement or None)."""
+    _LIBRARY.lib, _LIBRARY.tried = lib, tried
 
 
 # ---------------------------------------------------------------- launchers
 
 
 def _lib():
-    lib = _LIBRARY.get()
+    lib = library()
     if lib is None:
         raise RuntimeError("the boxloss CPU kernel library is not available (no C++ compiler, a failed build: "
                            "see the earlier warning, or BOXLOSS_CPU_KERNELS=0)")
