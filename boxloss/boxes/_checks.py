@@ -92,17 +92,21 @@ def reduce_loss(loss: Tensor, reduction: str, avg_factor) -> Tensor:
     `avg_factor` with reduction="sum" is an error; with "none" it is ignored, as in mmdetection.
     """
     check_choice("reduction", reduction, REDUCTIONS)
+    if reduction == "none":
+        return loss
+    divisor = sum_divisor(reduction, avg_factor, loss.numel(), loss.dtype)
+    return loss.sum() if divisor is None else loss.sum() / divisor
+
+
+def sum_divisor(reduction: str, avg_factor, count: int, dtype: torch.dtype):
+    """What `reduce_loss` divides the sum of `count` losses by for reduction "sum" / "mean": None (no
+    division) for "sum"; for "mean" max(count, 1), or with `avg_factor` max(avg_factor, eps) -- a tensor
+    avg_factor clamped the same way, in `dtype`. The fused one-pass path divides by the same value."""
     if avg_factor is not None:
         if reduction == "sum":
             raise ValueError('avg_factor cannot be used with reduction="sum"; use reduction="mean"')
-        if reduction == "none":
-            return loss
         if isinstance(avg_factor, Tensor):
-            return loss.sum() / avg_factor.to(loss.dtype).clamp_min(torch.finfo(loss.dtype).eps)
+            return avg_factor.to(dtype).clamp_min(torch.finfo(dtype).eps)
         check_positive("avg_factor", avg_factor, allow_zero=True)
-        return loss.sum() / max(float(avg_factor), torch.finfo(loss.dtype).eps)
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    return loss.sum() / max(loss.numel(), 1)
+        return max(float(avg_factor), torch.finfo(dtype).eps)
+    return None if reduction == "sum" else max(count, 1)

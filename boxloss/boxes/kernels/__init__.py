@@ -23,7 +23,9 @@ inputs and one pass backward writing only the gradients needed; an unweighted su
 (``reduction="mean"`` / ``"sum"``, no ``weight`` / ``avg_factor``: what ``loss.backward()`` training
 calls) is one pass computing the loss, its sum (in the kernel, chunk sums added in double) and its
 gradient, whose backward only scales that gradient by the incoming one (``BoxLossOnePass`` and
-``SmoothL1OnePass``, and the ops ``boxloss::box_loss_reduced`` / ``smooth_l1_reduced`` under compile).
+``SmoothL1OnePass``, and the ops ``boxloss::box_loss_reduced`` / ``smooth_l1_reduced`` under compile). A
+weighted or avg_factor sum / mean on CPU in eager mode (the call detectors make) is one pass too
+(``BoxLossWeightedOnePass``), whose gradient keeps the two-pass path's bits for an incoming gradient of 1.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import REDUCTIONS, broadcast_shape, check_choice, check_tensor, compute_dtype, finish_box_loss
+from .._checks import (
+    REDUCTIONS, broadcast_shape, check_choice, check_tensor, compute_dtype, finish_box_loss, prepare_weight,
+    sum_divisor,
+)
 from ..formats import BOX_FORMATS
 from . import backends, functions, ops
 from .kinds import ALPHA_GATED, FMTS, KINDS, PAPER_GRAD, PER_BOX_EXTRA, READS_EXTRA, variant_of
@@ -125,7 +130,9 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
     batch shape that does not require grad).
 
     On CPU an unweighted sum or mean is taken by the kernel, with the gradient in the same pass over the
-    boxes (``functions.BoxLossOnePass`` in eager mode, ``ops.box_loss_reduced`` under compile)."""
+    boxes (``functions.BoxLossOnePass`` in eager mode, ``ops.box_loss_reduced`` under compile); in eager
+    mode a weighted / avg_factor one too (``functions.BoxLossWeightedOnePass``), unless the weight or a
+    tensor avg_factor requires grad."""
     impl = _chosen_impl(impl, reduction)
     if impl == "reference":
         return None
@@ -154,9 +161,16 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
         ex = _extra_tensor(extra, code, batch, dtype, pred.device, impl)
         if ex is None:
             return None
+    grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
+    if on_cpu and grad and not compiling and reduction != "none" and not reduced and not (
+            (isinstance(weight, Tensor) and weight.requires_grad)
+            or (isinstance(avg_factor, Tensor) and avg_factor.requires_grad)):
+        # weighted / avg_factor: the losses and the gradient in one pass, reduced as finish_box_loss does
+        divisor = sum_divisor(reduction, avg_factor, batch.numel(), dtype)
+        weight = prepare_weight(weight, batch, dtype, per_box_fold="mean")
+        return functions.BoxLossWeightedOnePass.apply(p, t, ex, cfg, batch, weight, divisor)
     if reduced:
         # the kernel takes the sum / mean itself, and the gradient in the same pass (no view / mean nodes)
-        grad = torch.is_grad_enabled() and (p.requires_grad or t.requires_grad)
         if compiling:
             return ops.box_loss_reduced(p, t, ex, *cfg, reduction, grad and p.requires_grad,
                                         grad and t.requires_grad)[0]

@@ -22,7 +22,8 @@ Launchers (torch tensors in, torch tensors out), the interface the rest of boxlo
   per box ``[N]``, or its sum / mean (0-dim) with reduction "sum" / "mean"
 - ``box_loss_backward(..., p, t, extra, grad, need_p, need_t) -> (grad_p | None, grad_t | None)``
 - ``box_loss_forward_backward(..., p, t, extra, gscale, need_p, need_t, reduction="none") -> (loss, grad_p | None,
-  grad_t | None)``: both in one pass, the gradients (of each box's loss) scaled by the float ``gscale``
+  grad_t | None)``: both in one pass, the gradients (of each box's loss) scaled by ``gscale`` (a float, or a
+  tensor of one value or one per box)
 - ``smooth_l1_forward(p, t, beta, reduction="none")``, ``smooth_l1_backward(p, t, beta, grad, need_p, need_t)``,
   ``smooth_l1_forward_backward(p, t, beta, gscale, need_p, need_t, reduction="none")``
 
@@ -258,13 +259,13 @@ def _per_box(x: Tensor, n: int, dtype: torch.dtype, name: str) -> tuple[Tensor, 
 
 
 def _run(box: tuple | None, p: Tensor, t: Tensor, extra: Tensor | None, *, beta: float = 0.0,
-         reduction: str | None = "none", grad: Tensor | None = None, gscale: float | None = None,
+         reduction: str | None = "none", grad: Tensor | None = None, gscale: float | Tensor | None = None,
          need_p: bool = False, need_t: bool = False) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     """One call of the library: ``bl_box_loss`` with ``box = (kind, fmt, variant, flags, eps, p0, p1, p2)``,
     or ``bl_smooth_l1`` (element-wise, ``beta``) with ``box=None``. Returns ``(loss, grad_p, grad_t)``:
     the loss (per box / element, or its sum / mean, 0-dim) unless ``reduction`` is None; the gradients
     needed, ``grad · dloss/d·`` for a per-box ``grad`` (backward) or ``gscale · dloss_i/d·`` (in the
-    forward's pass), else None."""
+    forward's pass; a tensor ``gscale`` holds one value or one per box), else None."""
     # the cheap tensor properties only: this runs on every call (~0.6 us)
     code, shape = _DTYPES.get(p.dtype), p.shape
     if (code is None or t.dtype != p.dtype or not p.is_cpu or not t.is_cpu or t.shape != shape
@@ -285,6 +286,8 @@ def _run(box: tuple | None, p: Tensor, t: Tensor, extra: Tensor | None, *, beta:
     if n == 0 or (out is None and gp is None and gt is None):
         return out, gp, gt
     gout, gstride = None, 0
+    if isinstance(gscale, Tensor):
+        grad, gscale = gscale, None
     if grad is not None:
         g, gstride = _per_box(grad, n, p.dtype, "grad")
         gout = g.data_ptr()
@@ -300,8 +303,8 @@ def _run(box: tuple | None, p: Tensor, t: Tensor, extra: Tensor | None, *, beta:
         rc = lib.bl_box_loss(code, *box, n, p.data_ptr(), t.data_ptr(), _ptr(ex), exs, gout, gstride, _ptr(out), red,
                              _ptr(gp), _ptr(gt), torch.get_num_threads())
     if rc != 0:
-        what = ("Smooth L1 " if box is None else "") + ("backward" if grad is not None else "forward") + \
-            ("+backward" if gscale is not None else "")
+        what = ("Smooth L1 " if box is None else "") + "+".join(
+            w for w, on in (("forward", out is not None), ("backward", gout is not None)) if on)
         raise RuntimeError(f"boxloss CPU kernel {what} failed: {ERRORS.get(rc, 'unknown error')} (code {rc})")
     return out, gp, gt
 
@@ -313,10 +316,12 @@ def box_loss_forward(kind: int, fmt: int, variant: int, flags: int, eps: float, 
 
 
 def box_loss_forward_backward(kind: int, fmt: int, variant: int, flags: int, eps: float, p0: float, p1: float,
-                              p2: float, p: Tensor, t: Tensor, extra: Tensor | None, gscale: float, need_p: bool,
-                              need_t: bool, reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
+                              p2: float, p: Tensor, t: Tensor, extra: Tensor | None, gscale: float | Tensor,
+                              need_p: bool, need_t: bool,
+                              reduction: str = "none") -> tuple[Tensor, Tensor | None, Tensor | None]:
     """``(loss, gscale · dloss_i/dp, gscale · dloss_i/dt)`` in one pass over the boxes: the loss per box
-    ``[N]`` or its sum / mean, a gradient not needed None."""
+    ``[N]`` or its sum / mean, a gradient not needed None; ``gscale``: a float, or a tensor of one value
+    or one per box."""
     return _run((kind, fmt, variant, flags, eps, p0, p1, p2), p, t, extra, reduction=reduction, gscale=gscale,
                 need_p=need_p, need_t=need_t)
 

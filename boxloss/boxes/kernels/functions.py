@@ -6,7 +6,8 @@ without the op machinery's per-call cost (the dispatch in ``__init__.py`` uses t
 inputs, one pass backward that recomputes what it needs and writes only the gradients required; the
 incoming gradient is passed as is (an expanded scalar keeps its stride 0 and is never materialised).
 ``BoxLossOnePass`` and ``SmoothL1OnePass`` (an unweighted sum / mean on CPU): one pass computing the
-loss, its sum and its gradient, and a backward that only scales that gradient.
+loss, its sum and its gradient, and a backward that only scales that gradient; ``BoxLossWeightedOnePass``
+the same for a weighted / avg_factor sum or mean, with the two-pass path's bits.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class _OnePass(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         grads, ctx.grads = ctx.grads, None
         if grads is None:  # a second backward (retain_graph=True): the first one handed the buffers over
-            grads = _recompute(ctx, torch.full((1,), ctx.scale, dtype=grad.dtype))  # what the forward's pass was given
+            scale = ctx.scale  # what the forward's pass was given
+            grads = _recompute(ctx, scale if isinstance(scale, Tensor) else torch.full((1,), scale, dtype=grad.dtype))
         if float(grad) != 1.0:
             for x in grads:
                 if x is not None:
@@ -109,6 +111,34 @@ class BoxLossOnePass(_OnePass):
                                                         reduction)
         _keep(ctx, cpu.box_loss_backward, cfg, (p, t, extra), ())
         return out
+
+
+class BoxLossWeightedOnePass(_OnePass):
+    """``_OnePass`` for a box loss of ``[N, 4]`` boxes with a per-box ``weight`` (batch shape) and / or a
+    ``divisor`` (``_checks.sum_divisor``: the mean's count or avg_factor; None for a sum). The kernel's pass
+    is given the gradient autograd would give each box's loss for an incoming 1 -- ``1 / divisor``
+    (DivBackward) times ``weight`` (MulBackward), by the same torch ops -- so the gradient has the two-pass
+    path's bits. The value: with a weight, the per-box losses weighted and summed by ``finish_box_loss``'s
+    own ops (the same bits); without, their sum taken by the kernel (in double, as ``BoxLossOnePass``: it
+    can differ from torch's float sum in the last bits), then divided by the same divisor."""
+
+    @staticmethod
+    def forward(ctx, p: Tensor, t: Tensor, extra: Tensor | None, cfg: tuple, batch: torch.Size,
+                weight: Tensor | None, divisor) -> Tensor:
+        cpu = backends.cpu()
+        g = torch.ones((), dtype=p.dtype)
+        if divisor is not None:
+            g = g / divisor
+        if weight is not None:
+            g = (g * weight).reshape(-1)
+        ctx.scale = g
+        if weight is None:  # the kernel sums the losses, as for BoxLossOnePass
+            total, *ctx.grads = cpu.box_loss_forward_backward(*cfg, p, t, extra, g, *ctx.needs_input_grad[:2], "sum")
+        else:
+            out, *ctx.grads = cpu.box_loss_forward_backward(*cfg, p, t, extra, g, *ctx.needs_input_grad[:2])
+            total = (out.view(batch) * weight).sum()
+        _keep(ctx, cpu.box_loss_backward, cfg, (p, t, extra), ())
+        return total if divisor is None else total / divisor
 
 
 class SmoothL1OnePass(_OnePass):
