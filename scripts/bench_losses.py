@@ -6,9 +6,13 @@ reference path vs boxloss's fused kernels, measured in the same run; prints a ma
     python scripts/bench_losses.py --device cpu --threads 2 --losses eiou,siou,mpdiou,wiou_v3 --sizes 1e4,1e6
     python scripts/bench_losses.py --device cpu --threads 2 --losses ciou,giou,eiou,smooth_l1 \
         --sizes 1e3,1e4,1e5,1e6 --dtypes float32 --compile --no-memory
+    python scripts/bench_losses.py --device cpu --threads 2 --losses ciou,giou --weighted
 
 --losses takes the core losses (iou, giou, diou, ciou, smooth_l1; the default) and the newer ones (eiou,
 focal_eiou, siou, alpha_iou, wiou_v1, wiou_v3, mpdiou, inner_iou, shape_iou; no torchvision column).
+
+--weighted times, instead, the weighted / avg_factor call detectors make, fused in one pass against the
+two-pass composition it replaced (`boxloss.experiments.weighted_benchmark`).
 
 --compile also times torch.compile(fullgraph=True, dynamic=False) of each implementation and prints the
 ratios the kernels are judged by, then the time per call at N=1e3 (no peak memory with --compile).
@@ -30,6 +34,8 @@ from boxloss.experiments.loss_benchmark import (
     HEADER, HEADER_COMPILE, LOSSES, check_losses, environment, format_overhead, fused_unavailable, gpu_bandwidth,
     measure_cpu_build, run_benchmark,
 )
+from boxloss.experiments.weighted_benchmark import HEADER as WEIGHTED_HEADER  # noqa: E402
+from boxloss.experiments.weighted_benchmark import run_weighted_benchmark  # noqa: E402
 
 
 def main(argv=None):
@@ -45,6 +51,9 @@ def main(argv=None):
                     help="also time torch.compile(fullgraph=True, dynamic=False) of each implementation")
     ap.add_argument("--measure-build", action="store_true",
                     help="time a fresh build of the CPU kernels first (in a temporary folder, removed afterwards)")
+    ap.add_argument("--weighted", action="store_true",
+                    help="instead: time the weighted / avg_factor call (fused one pass vs the two-pass composition; "
+                         "CPU, float32, box losses only)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args(argv)
 
@@ -78,6 +87,15 @@ def main(argv=None):
     if args.compile and not args.no_memory:
         print("note: --compile measures time only (no peak memory)")
     print()
+    if args.weighted:
+        if args.device != "cpu" or "smooth_l1" in losses:
+            ap.error("--weighted times the box losses' CPU path: use --device cpu and leave out smooth_l1")
+        print(WEIGHTED_HEADER, flush=True)
+        rows = run_weighted_benchmark(losses, sizes, rounds=args.rounds, log=lambda line: print(line, flush=True))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return 0
     print(HEADER_COMPILE if args.compile else HEADER, flush=True)
     rows = run_benchmark(
         losses, sizes, dtypes, device=args.device, rounds=args.rounds, memory=not args.no_memory,
