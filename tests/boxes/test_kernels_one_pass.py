@@ -1,6 +1,7 @@
-"""The one-pass path of an unweighted sum / mean on CPU (``kernels.functions.BoxLossOnePass`` and the
-kernel's ``reduce`` code): the kernel computes the loss, its sum and the gradient in one pass over the
-boxes, and the backward only scales that gradient.
+"""The one-pass path of an unweighted sum / mean on CPU (``kernels.functions.BoxLossOnePass``, its C++
+twin of ``cpu_node.py`` -- every test runs with both -- and the kernel's ``reduce`` code): the kernel
+computes the loss, its sum and the gradient in one pass over the boxes, and the backward only scales that
+gradient.
 
 Checked here: values and gradients against the reference path (upstream gradient 1, as ``loss.backward()``
 gives, and another), gradcheck (which also requires a repeated backward to give the same bits), a second
@@ -8,19 +9,37 @@ backward through a retained graph, the target's gradient alone, no boxes, the gr
 the kernel's sum: independent of the thread count and equal to the per-box losses' sum.
 """
 
+import shutil
+
 import pytest
 import torch
 
 from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, l1_loss, mpdiou_loss, siou_loss, smooth_l1_loss
 from boxloss.boxes import wiou_v3_loss
 from boxloss.boxes import kernels
-from boxloss.boxes.kernels import cpu
+from boxloss.boxes.kernels import cpu, cpu_node
 from boxloss.boxes.kernels.kinds import KINDS
 
 from box_cases import overlapping_pairs
 from fused_agreement import assert_close_scaled
 
 pytestmark = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
+
+
+@pytest.fixture(autouse=True, params=["cpp_node", "python_node"])
+def one_pass_node(request):
+    """Every test runs with the C++ autograd node (cpu_node.py) and with the Python one (functions.py)."""
+    if request.param == "cpp_node":
+        if cpu_node.module() is None:
+            if shutil.which("ninja") is None:
+                pytest.skip("ninja is not installed: no C++ autograd node (the Python node serves)")
+            pytest.fail(f"the C++ autograd node did not build: {cpu_node.why_not()}")
+        yield request.param
+        return
+    saved = (cpu_node._NODE.module, cpu_node._NODE.tried)
+    cpu_node._reset_for_tests(None, tried=True)
+    yield request.param
+    cpu_node._reset_for_tests(*saved)
 
 LOSSES = {
     "iou": iou_loss,

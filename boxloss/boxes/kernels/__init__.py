@@ -38,7 +38,7 @@ from .._checks import (
     sum_divisor,
 )
 from ..formats import BOX_FORMATS
-from . import backends, functions, ops
+from . import backends, cpu_node, functions, ops
 from .kinds import ALPHA_GATED, FMTS, KINDS, PAPER_GRAD, PER_BOX_EXTRA, READS_EXTRA, variant_of
 
 IMPLS = ("auto", "fused", "reference")
@@ -175,7 +175,8 @@ def fused_box_loss(pred: Tensor, target: Tensor, kind: str, *, fmt: str = "xyxy"
             return ops.box_loss_reduced(p, t, ex, *cfg, reduction, grad and p.requires_grad,
                                         grad and t.requires_grad)[0]
         if grad:
-            return functions.BoxLossOnePass.apply(p, t, ex, cfg, reduction)
+            out = cpu_node.box_loss_one_pass(p, t, ex, cfg, reduction)  # the C++ node where it is built
+            return out if out is not None else functions.BoxLossOnePass.apply(p, t, ex, cfg, reduction)
         return backends.cpu().box_loss_forward(*cfg, p, t, ex, reduction)
     if compiling:
         out = ops.box_loss(p, t, ex, *cfg)

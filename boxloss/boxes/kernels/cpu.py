@@ -83,9 +83,12 @@ _announced = False  # whether this process has announced a compile
 # ---------------------------------------------------------------- build, cache, load
 
 
+NODE_SOURCE = "autograd_node.cpp"  # the C++ autograd node, built by cpu_node.py against torch, not part of the library
+
+
 def source_files() -> list[Path]:
     """Every source file of the library (what the cache key hashes and the package data ships)."""
-    return sorted(p for p in SOURCE_DIR.iterdir() if p.suffix in (".h", ".cpp"))
+    return sorted(p for p in SOURCE_DIR.iterdir() if p.suffix in (".h", ".cpp") and p.name != NODE_SOURCE)
 
 
 def _cpu_fingerprint() -> str:
@@ -230,6 +233,15 @@ def _lib():
         raise RuntimeError("the boxloss CPU kernel library is not available (no C++ compiler, a failed build: "
                            "see the earlier warning, or BOXLOSS_CPU_KERNELS=0)")
     return lib
+
+
+def box_loss_address() -> int:
+    """The address of the loaded library's ``bl_box_loss`` (what the C++ autograd node calls)."""
+    lib = _lib()
+    address = getattr(lib, "_box_loss_address", None)  # (a CDLL resolves other missing names as symbols)
+    if address is None:
+        address = lib._box_loss_address = ctypes.cast(lib.bl_box_loss, ctypes.c_void_p).value
+    return address
 
 
 def reduction_scale(count: int, reduction: str) -> float:
