@@ -16,7 +16,8 @@ import count_lines  # noqa: E402
 
 
 def test_python_code_lines_skip_docstrings_comments_and_blank_lines():
-    src = '"""Module doc\nover two lines."""\n\nimport os  # a comment\n\n\ndef f(x):\n    """Doc."""\n    # only a comment\n    return (x +\n            1)\n'
+    src = ('"""Module doc\nover two lines."""\n\nimport os  # a comment\n\n\ndef f(x):\n    """Doc."""\n'
+           '    # only a comment\n    return (x +\n            1)\n')
     assert count_lines.python_code_lines(src) == 4  # import, def, and the two lines of the return
 
 

@@ -44,7 +44,8 @@ def test_each_one_pass_form_gives_its_two_pass_gradient():
 
 
 def test_script_weighted_prints_the_table_and_refuses_smooth_l1():
-    cmd = [sys.executable, "scripts/bench_losses.py", "--losses", "giou", "--sizes", "100", "--weighted", "--rounds", "1"]
+    cmd = [sys.executable, "scripts/bench_losses.py", "--losses", "giou", "--sizes", "100", "--weighted",
+           "--rounds", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "| giou | 1e+02 |" in proc.stdout and "avg_factor: two-pass / one-pass ms" in proc.stdout

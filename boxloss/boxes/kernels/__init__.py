@@ -80,7 +80,8 @@ def _chosen_impl(impl: str | None, reduction: str) -> str:
     return impl
 
 
-def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype, boxes: bool = True) -> tuple[Tensor, Tensor, torch.Size]:
+def _flat_pair(pred: Tensor, target: Tensor, dtype: torch.dtype,
+               boxes: bool = True) -> tuple[Tensor, Tensor, torch.Size]:
     """Cast to the compute dtype, broadcast, and view as ``[N, 4]`` (``boxes``) or flat, contiguous (copies
     only when needed); with the shape to view a result back to (the batch shape, or the whole shape)."""
     if pred.shape == target.shape and pred.dim() == (2 if boxes else 1) and pred.dtype == dtype == target.dtype \
