@@ -651,9 +651,13 @@ def _box(x, y, w, h):
 SCALE_INVARIANT = [n for n in LOSSES if n != "mpdiou"]
 
 
-@settings(max_examples=40, deadline=None)
+# Scales from 0.1: the losses are invariant only up to their eps (CIoU's w / (h + eps), the clamps); at
+# s = 1/64 a side of 0.5 becomes 0.008 and Alpha-CIoU with alpha = 0.5 moved by 1.9e-6, past the 1e-6
+# tolerance (hypothesis found p=(0, 0, 1, 2), t=(0, 1, 1, 0.5), fused and reference alike). derandomize: the
+# same examples on every run, as the other property tests.
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(p=st.tuples(box_xy, box_xy, box_wh, box_wh), t=st.tuples(box_xy, box_xy, box_wh, box_wh),
-       s=st.floats(0.01, 100), shift=st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)))
+       s=st.floats(0.1, 100), shift=st.tuples(st.floats(-1e3, 1e3), st.floats(-1e3, 1e3)))
 def test_scale_and_translation_invariance(p, t, s, shift):
     p, t = _box(*p), _box(*t)
     move = torch.tensor([*shift, *shift], dtype=torch.float64)
@@ -678,7 +682,7 @@ MONOTONE = ["siou", "siou_theta2.5", "alpha_iou", "alpha_giou", "alpha_diou", "w
 MONOTONE_SAME_SIZE = ["eiou", "inner_eiou", "alpha_ciou"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)  # the same examples every run
 @given(t=st.tuples(box_xy, box_xy, box_wh, box_wh), size=st.tuples(box_wh, box_wh),
        angle=st.floats(0, 2 * math.pi), d1=st.floats(0, 60), d2=st.floats(0, 60))
 def test_loss_grows_as_centre_moves_away(t, size, angle, d1, d2):
