@@ -2,9 +2,14 @@
 
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, mpdiou_loss, wiou_v3_loss
 
 IOU_FAMILY = {"iou": iou_loss, "giou": giou_loss, "diou": diou_loss, "ciou": ciou_loss}
+# the two kinds whose kernels read the extra input, with a fixed one: a single value, and one per box
+EXTRA_INPUT_LOSSES = {
+    "wiou_v3": lambda p, t, **kw: wiou_v3_loss(p, t, iou_mean=0.4, **kw),
+    "mpdiou": lambda p, t, **kw: mpdiou_loss(p, t, img_size=(160.0, 120.0), **kw),
+}
 
 
 def random_boxes(n, *, dtype=torch.float64, seed=0, scale=100.0, min_size=1.0, max_size=50.0):

@@ -14,10 +14,10 @@ import sys
 import pytest
 import torch
 
-from boxloss.boxes import ciou_loss, giou_loss, iou_loss, kernels, mpdiou_loss, siou_loss, wiou_v3_loss
+from boxloss.boxes import ciou_loss, giou_loss, iou_loss, kernels, siou_loss
 from boxloss.boxes.kernels import cpu_node
 
-from box_cases import overlapping_pairs
+from box_cases import EXTRA_INPUT_LOSSES, overlapping_pairs
 
 pytestmark = [
     pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels"),
@@ -28,8 +28,7 @@ LOSSES = {
     "giou": giou_loss,
     "ciou": ciou_loss,
     "siou": siou_loss,
-    "wiou_v3": lambda p, t, **kw: wiou_v3_loss(p, t, iou_mean=0.4, **kw),  # a one-value extra input
-    "mpdiou": lambda p, t, **kw: mpdiou_loss(p, t, img_size=(160.0, 120.0), **kw),  # a per-box extra input
+    **EXTRA_INPUT_LOSSES,  # a one-value and a per-box extra input
 }
 
 

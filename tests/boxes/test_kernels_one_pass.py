@@ -14,13 +14,12 @@ import shutil
 import pytest
 import torch
 
-from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, l1_loss, mpdiou_loss, siou_loss, smooth_l1_loss
-from boxloss.boxes import wiou_v3_loss
+from boxloss.boxes import ciou_loss, diou_loss, giou_loss, iou_loss, l1_loss, siou_loss, smooth_l1_loss
 from boxloss.boxes import kernels
 from boxloss.boxes.kernels import cpu, cpu_node
 from boxloss.boxes.kernels.kinds import KINDS
 
-from box_cases import overlapping_pairs
+from box_cases import EXTRA_INPUT_LOSSES, overlapping_pairs
 from fused_agreement import assert_close_scaled
 
 pytestmark = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no C++ compiler for the fused kernels")
@@ -47,8 +46,7 @@ LOSSES = {
     "diou": diou_loss,
     "ciou": ciou_loss,
     "siou": siou_loss,
-    "wiou_v3": lambda p, t, **kw: wiou_v3_loss(p, t, iou_mean=0.4, **kw),  # a one-value extra input
-    "mpdiou": lambda p, t, **kw: mpdiou_loss(p, t, img_size=(160.0, 120.0), **kw),  # a per-box extra input
+    **EXTRA_INPUT_LOSSES,  # a one-value and a per-box extra input
     "smooth_l1": lambda p, t, **kw: smooth_l1_loss(p, t, beta=0.5, **kw),
     "l1": l1_loss,
 }
