@@ -74,8 +74,9 @@ class SmoothL1(_TwoPass):
 
 
 class _OnePass(torch.autograd.Function):
-    """The unweighted sum or mean of a loss over contiguous CPU tensors, with its gradient computed in the
-    same pass (the kernels' forward+backward mode, which also takes the sum); subclasses give the forward.
+    """The sum or mean of a loss over contiguous CPU tensors, with its gradient computed in the same pass
+    (the kernels' forward+backward mode, which also takes the sum); subclasses give the forward, unweighted
+    or weighted.
 
     The backward scales that gradient by the incoming one -- in place, handing the buffer to autograd, and
     not at all when it is 1 (``loss.backward()``) -- so a forward+backward reads the inputs once, and the

@@ -24,17 +24,25 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 using BoxLossFn = decltype(&bl_box_loss);
 
-void check_rc(int rc, const char* what) {
+// One bl_box_loss call on n >= 0 box pairs, with the call's configuration as the node saves it -- cfg: the
+// function pointer, kind, fmt, variant, flags; par: eps, p0, p1, p2, and the gradient scale (one value,
+// given in the boxes' dtype) -- writing whichever of out (reduced by `reduce`), gp, gt is defined.
+void run(const std::vector<int64_t>& cfg, const std::vector<double>& par, const torch::Tensor& p,
+         const torch::Tensor& t, const torch::Tensor& ex, const torch::Tensor& out, int reduce,
+         const torch::Tensor& gp, const torch::Tensor& gt, const char* what) {
+  const int64_t n = p.size(0);
+  if (n == 0) return;
+  const int dtype = p.scalar_type() == torch::kFloat ? 0 : 1;
+  const float scale_f = float(par[4]);
+  const double scale_d = par[4];
+  auto ptr = [](const torch::Tensor& x) -> void* { return x.defined() ? x.data_ptr() : nullptr; };
+  auto box_loss = reinterpret_cast<BoxLossFn>(cfg[0]);
+  const int rc = box_loss(dtype, int(cfg[1]), int(cfg[2]), int(cfg[3]), int(cfg[4]), par[0], par[1], par[2], par[3],
+                          n, p.data_ptr(), t.data_ptr(), ptr(ex), ex.defined() && ex.numel() > 1 ? 1 : 0,
+                          dtype == 0 ? static_cast<const void*>(&scale_f) : &scale_d, 0, ptr(out), reduce, ptr(gp),
+                          ptr(gt), at::get_num_threads());
   TORCH_CHECK(rc == BL_OK, "boxloss CPU kernel ", what, " failed (code ", rc, ", see abi.h)");
 }
-
-// the ABI's dtype code (0 float32, 1 float64) and the gradient scale in that dtype, read through `gout`
-struct Scale {
-  float f;
-  double d;
-  Scale(double s) : f(float(s)), d(s) {}
-  const void* ptr(int dtype) const { return dtype == 0 ? static_cast<const void*>(&f) : &d; }
-};
 
 struct BoxLossOnePassNode : public torch::autograd::Function<BoxLossOnePassNode> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor p, torch::Tensor t, c10::optional<torch::Tensor> extra,
@@ -48,28 +56,20 @@ struct BoxLossOnePassNode : public torch::autograd::Function<BoxLossOnePassNode>
     TORCH_CHECK(!extra.has_value() || (extra->is_contiguous() && extra->scalar_type() == p.scalar_type() &&
                                        (extra->numel() == 1 || extra->numel() == p.size(0))),
                 "boxloss: the extra input must hold one value or one per box, in the boxes' dtype");
-    const int dtype = p.scalar_type() == torch::kFloat ? 0 : 1;
     const int64_t n = p.size(0);
     const bool need_p = ctx->needs_input_grad(0), need_t = ctx->needs_input_grad(1);
     auto out = n ? torch::empty({}, p.options()) : torch::zeros({}, p.options());
     auto gp = need_p ? torch::empty_like(p) : torch::Tensor();
     auto gt = need_t ? torch::empty_like(t) : torch::Tensor();
-    const double scale = reduce == BL_REDUCE_MEAN ? 1.0 / double(n > 0 ? n : 1) : 1.0;
-    const Scale s(scale);
     const torch::Tensor ex = extra.has_value() ? *extra : torch::Tensor();
-    if (n) {
-      auto box_loss = reinterpret_cast<BoxLossFn>(fn);
-      check_rc(box_loss(dtype, int(kind), int(fmt), int(variant), int(flags), eps, p0, p1, p2, n, p.data_ptr(),
-                        t.data_ptr(), ex.defined() ? ex.data_ptr() : nullptr, ex.defined() && ex.numel() > 1 ? 1 : 0,
-                        s.ptr(dtype), 0, out.data_ptr(), int(reduce), need_p ? gp.data_ptr() : nullptr,
-                        need_t ? gt.data_ptr() : nullptr, at::get_num_threads()),
-               "forward+backward");
-    }
+    const std::vector<int64_t> cfg{fn, kind, fmt, variant, flags};
+    const std::vector<double> par{eps, p0, p1, p2, reduce == BL_REDUCE_MEAN ? 1.0 / double(n > 0 ? n : 1) : 1.0};
+    run(cfg, par, p, t, ex, out, int(reduce), gp, gt, "forward+backward");
     ctx->save_for_backward({p, t, ex});
     ctx->saved_data["gp"] = gp;
     ctx->saved_data["gt"] = gt;
-    ctx->saved_data["cfg"] = std::vector<int64_t>{fn, kind, fmt, variant, flags, dtype};
-    ctx->saved_data["par"] = std::vector<double>{eps, p0, p1, p2, scale};
+    ctx->saved_data["cfg"] = cfg;
+    ctx->saved_data["par"] = par;
     return out;
   }
 
@@ -79,22 +79,11 @@ struct BoxLossOnePassNode : public torch::autograd::Function<BoxLossOnePassNode>
     torch::Tensor gp = ctx->saved_data["gp"].toTensor(), gt = ctx->saved_data["gt"].toTensor();
     if (ctx->saved_data.count("handed")) {  // a second backward (retain_graph=True): recompute
       const auto saved = ctx->get_saved_variables();
-      const auto cfg = ctx->saved_data["cfg"].toIntVector();
-      const auto par = ctx->saved_data["par"].toDoubleVector();
-      const torch::Tensor &p = saved[0], &t = saved[1], &ex = saved[2];
+      const torch::Tensor &p = saved[0], &t = saved[1];
       gp = ctx->needs_input_grad(0) ? torch::empty_like(p) : torch::Tensor();
       gt = ctx->needs_input_grad(1) ? torch::empty_like(t) : torch::Tensor();
-      const Scale s(par[4]);
-      const int dtype = int(cfg[5]);
-      if (p.size(0)) {
-        auto box_loss = reinterpret_cast<BoxLossFn>(cfg[0]);
-        check_rc(box_loss(dtype, int(cfg[1]), int(cfg[2]), int(cfg[3]), int(cfg[4]), par[0], par[1], par[2], par[3],
-                          p.size(0), p.data_ptr(), t.data_ptr(), ex.defined() ? ex.data_ptr() : nullptr,
-                          ex.defined() && ex.numel() > 1 ? 1 : 0, s.ptr(dtype), 0, nullptr, BL_REDUCE_NONE,
-                          gp.defined() ? gp.data_ptr() : nullptr, gt.defined() ? gt.data_ptr() : nullptr,
-                          at::get_num_threads()),
-                 "backward");
-      }
+      run(ctx->saved_data["cfg"].toIntVector(), ctx->saved_data["par"].toDoubleVector(), p, t, saved[2],
+          torch::Tensor(), BL_REDUCE_NONE, gp, gt, "backward");
     } else {  // hand the buffers over: autograd may keep them as the inputs' .grad
       ctx->saved_data["handed"] = true;
       ctx->saved_data["gp"] = torch::Tensor();
