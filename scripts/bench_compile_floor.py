@@ -2,7 +2,8 @@
 
     python scripts/bench_compile_floor.py --threads 2 --sizes 1e3,1e5,1e6 --losses iou,giou,ciou
 
-Times, forward + backward of a [N, 4] leaf input, in one run (median of interleaved rounds):
+Times, forward + backward of a [N, 4] leaf input, in one run (``loss_benchmark.time_calls``: the median of
+interleaved rounds):
 - "no-op, eager": an autograd.Function that does what the eager one-pass path does (``BoxLossOnePass``:
   allocate the loss and the gradient, hand the gradient over in the backward) but runs no kernel;
 - "no-op, compiled": ``torch.compile(fullgraph=True, dynamic=False)`` of a custom op that does what
@@ -16,15 +17,13 @@ needs that to be at most 0.3 x the eager fused time; the last column says whethe
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 import boxloss.cli  # noqa: F401 -- OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP, as every boxloss command
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from boxloss.experiments.loss_benchmark import loss_fn, make_boxes  # noqa: E402
+from boxloss.experiments.loss_benchmark import loss_fn, make_boxes, time_calls  # noqa: E402
 
 
 @torch.library.custom_op("boxloss_bench::noop_reduced", mutates_args=(), device_types=("cpu",))
@@ -63,28 +62,6 @@ class NoopOnePass(torch.autograd.Function):
         return g, None
 
 
-def _median_seconds(fns: dict, p, t, rounds: int) -> dict:
-    def step(fn):
-        x = p.detach().requires_grad_(True)
-        fn(x, t).backward()
-
-    reps = {}
-    for name, fn in fns.items():
-        step(fn)
-        step(fn)
-        start = time.perf_counter()
-        step(fn)
-        reps[name] = max(1, min(500, int(0.03 / max(time.perf_counter() - start, 1e-7))))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(reps[name]):
-                step(fn)
-            samples[name].append((time.perf_counter() - start) / reps[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1e3,1e5,1e6")
@@ -106,7 +83,7 @@ def main(argv=None) -> int:
         for name in losses:
             fns[name] = loss_fn(name, "fused")
             fns[name + "+compile"] = loss_fn(name, "fused+compile")
-        s = _median_seconds(fns, p, t, args.rounds)
+        s = time_calls(fns, p, t, rounds=args.rounds)
         added = s["noop+compile"] - s["noop"]
         for name in losses:
             e, c = s[name], s[name + "+compile"]
